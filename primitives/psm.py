@@ -1,0 +1,95 @@
+"""Pre-school math (PSM, paper section 5): substitute two constants into a signed expression.
+
+The target is a short chain of thought, the substituted expression and its value
+(``-1+8=7``). ``psm-calc`` shows the same problems and exemplars but scores only the
+substituted part (``-1+8``), as if a calculator did the arithmetic: its prediction stops at "=".
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from .base import Primitive
+from .errors import RprimError
+from .render import Raw, Skeleton, Slot
+from .rng import Draws
+
+SIGNS = np.array(["+", "-"], dtype=object)
+
+
+@dataclass(frozen=True)
+class PSMConfig:
+    calc: bool = False      # score only the substituted expression (psm-calc)
+    low: int = 0            # constants are digits in [low, high]
+    high: int = 9
+    format: str = "blank"
+
+
+class PSM(Primitive):
+    family = "psm"
+    Config = PSMConfig
+    presentation = ("format", "calc")
+
+    def validate(self) -> None:
+        if not 0 <= self.config.low <= self.config.high:
+            raise RprimError(f"psm needs 0 <= low <= high (got {self.config.low}..{self.config.high})")
+
+    @property
+    def name(self) -> str:
+        c = self.config
+        s = "psm-calc" if c.calc else "psm"
+        return s if (c.low, c.high) == (0, 9) else f"{s}-v{c.low}_{c.high}"
+
+    @property
+    def until(self) -> tuple[str, ...]:  # type: ignore[override]
+        return ("=", "\n") if self.config.calc else ("\n",)
+
+    @cached_property
+    def _values(self) -> np.ndarray:
+        return np.array([str(v) for v in range(self.config.low, self.config.high + 1)], dtype=object)
+
+    def context(self) -> dict[str, Any]:
+        return {"constants": [{"name": Slot("k0"), "value": Slot("v0")},
+                              {"name": Slot("k1"), "value": Slot("v1")}],
+                "result": Slot("r"),
+                "expression": Slot("s0") + Slot("x0") + Slot("s1") + Slot("x1")}
+
+    def target_layout(self) -> tuple[Skeleton, Skeleton]:
+        full = Skeleton("%s%s%s%s=%s", ("s0", "y0", "s1", "y1", "answer"))
+        calc = Skeleton("%s%s%s%s", ("s0", "y0", "s1", "y1"))
+        return (calc if self.config.calc else full), full
+
+    def metadata_layout(self) -> Any:
+        return {"constants": {Slot("k0"): Raw("v0"), Slot("k1"): Raw("v1")},
+                "variable": Slot("r"),
+                "expression": Slot("s0") + Slot("x0") + Slot("s1") + Slot("x1"),
+                "substituted": Slot("s0") + Slot("y0") + Slot("s1") + Slot("y1"),
+                "value": Raw("answer")}
+
+    def sample(self, draws: Draws) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        names, ok = draws.distinct(3, 26)
+        vals = draws.integers(len(self._values), 2)
+        signs = draws.integers(2, 2)
+        first = draws.integers(2)[:, 0]            # which constant the expression uses first
+        rows = np.arange(len(first))
+        codes = {"k0": names[:, 0], "k1": names[:, 1], "r": names[:, 2],
+                 "v0": vals[:, 0], "v1": vals[:, 1],
+                 "s0": signs[:, 0], "s1": signs[:, 1],
+                 "x0": names[rows, first], "x1": names[rows, 1 - first],
+                 "y0": vals[rows, first], "y1": vals[rows, 1 - first]}
+        lo = self.config.low
+        sgn = 1 - 2 * signs
+        codes["answer"] = sgn[:, 0] * (codes["y0"] + lo) + sgn[:, 1] * (codes["y1"] + lo)
+        return codes, ok
+
+    def decode(self, codes: dict[str, np.ndarray]) -> dict[str, list[str]]:
+        letters = np.array(list(string.ascii_lowercase), dtype=object)
+        table = {"k": letters, "r": letters, "x": letters, "v": self._values, "y": self._values,
+                 "s": SIGNS}
+        return {k: (list(map(str, v.tolist())) if k == "answer" else table[k[0]][v].tolist())
+                for k, v in codes.items()}

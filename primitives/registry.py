@@ -1,0 +1,112 @@
+"""The registry: family names, canonical suite names, and plugins from entry points.
+
+``get("varassign", depth=2, format="code")`` and ``get("varassign-code-d2")`` name the same
+task. Another package registers its own family under the entry-point group
+``rprim.primitives`` (the entry point loads a ``Primitive`` subclass); it then appears in
+``names()``, ``rprim tasks`` and ``rprim generate``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from importlib.metadata import entry_points
+from typing import Any
+
+from .arithmetic import Arithmetic
+from .base import Primitive
+from .copying import Copying
+from .errors import RprimError
+from .psm import PSM
+from .varassign import VarAssign
+
+ENTRY_POINT_GROUP = "rprim.primitives"
+
+_FAMILIES: dict[str, type[Primitive]] = {}
+_plugins_loaded = False
+
+# The canonical evaluation suite: name -> (family, params). Order is the reporting order.
+SUITE: dict[str, tuple[str, dict[str, Any]]] = {
+    "copying-random": ("copying", {"vocab": "random"}),
+    "copying-words": ("copying", {"vocab": "words"}),
+    **{f"varassign-{f}-d{d}": ("varassign", {"format": f, "depth": d})
+       for f in ("basic", "math", "code") for d in (0, 1, 2)},
+    "psm": ("psm", {}),
+    "psm-calc": ("psm", {"calc": True}),
+    "arithmetic": ("arithmetic", {}),
+}
+
+# Names outside the suite that still parse, e.g. varassign-code-d3-w7, copying-words-n12-m4.
+_PATTERNS: list[tuple[str, re.Pattern[str], Any]] = [
+    ("varassign", re.compile(r"varassign-(\w+?)-d(\d+)(?:-w(\d+))?(?:-v(-?\d+)_(-?\d+))?(?:-l(\d+))?"),
+     lambda g: {"format": g[0], "depth": int(g[1]),
+                **({"width": int(g[2])} if g[2] else {}),
+                **({"low": int(g[3]), "high": int(g[4])} if g[3] else {}),
+                **({"name_length": int(g[5])} if g[5] else {})}),
+    ("copying", re.compile(r"copying-(random|words)(?:-n(\d+)-m(\d+))?"),
+     lambda g: {"vocab": g[0], **({"n": int(g[1]), "m": int(g[2])} if g[1] else {})}),
+    ("psm", re.compile(r"psm(-calc)?(?:-v(\d+)_(\d+))?"),
+     lambda g: {"calc": bool(g[0]), **({"low": int(g[1]), "high": int(g[2])} if g[1] else {})}),
+    ("arithmetic", re.compile(r"arithmetic(?:-c(\d+))?(?:-v(\d+)_(\d+))?"),
+     lambda g: {**({"context": int(g[0])} if g[0] else {}),
+                **({"low": int(g[1]), "high": int(g[2])} if g[1] else {})}),
+]
+
+
+def register(cls: type[Primitive]) -> type[Primitive]:
+    """Register a family class under ``cls.family`` (usable as a decorator)."""
+    if not (isinstance(cls, type) and issubclass(cls, Primitive)):
+        raise TypeError(f"{cls!r} is not a Primitive subclass")
+    _FAMILIES[cls.family] = cls
+    return cls
+
+
+for _cls in (Copying, VarAssign, PSM, Arithmetic):
+    register(_cls)
+
+
+def _load_plugins() -> None:
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        register(ep.load())
+
+
+def families() -> dict[str, type[Primitive]]:
+    """Registered families (built-in and plugins), by name."""
+    _load_plugins()
+    return dict(sorted(_FAMILIES.items()))
+
+
+def suite_names() -> list[str]:
+    """The canonical suite, in reporting order."""
+    return list(SUITE)
+
+
+def names() -> list[str]:
+    """Every name ``get`` accepts without parameters: families and the canonical suite."""
+    return sorted(set(families()) | set(SUITE))
+
+
+def resolve(name: str) -> tuple[str, dict[str, Any]]:
+    """(family, params) for a family or task name; RprimError with suggestions otherwise."""
+    fams = families()
+    if name in fams:
+        return name, {}
+    if name in SUITE:
+        return SUITE[name]
+    for family, pattern, to_params in _PATTERNS:
+        m = pattern.fullmatch(name)
+        if m and family in fams:
+            return family, to_params(m.groups())
+    near = difflib.get_close_matches(name, names(), n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(near)}?" if near else "run `rprim tasks` to list them"
+    raise RprimError(f"unknown task {name!r}; {hint}")
+
+
+def get(name: str, **params: Any) -> Primitive:
+    """A task by family or task name, with knobs overriding the name's own params."""
+    family, base = resolve(name)
+    return families()[family](**{**base, **params})
