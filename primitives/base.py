@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import re
 from dataclasses import dataclass
 from json.encoder import encode_basestring as _json_str  # the C encoder of json.dumps(str)
 from typing import Any, Callable, ClassVar, Iterator
@@ -37,6 +38,7 @@ PER_QUERY_POOL = 1000  # fewshot examples that per-query exemplars are drawn fro
 _PARTITION_SALT = stream_key("rprim-split-partition")
 _REST_SALT = stream_key("rprim-rest")
 _CHUNK = 1 << 15
+_NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f]')
 _MAX_ATTEMPTS = 256
 
 
@@ -150,6 +152,10 @@ class Primitive:
                           lambda d, rows: self.sample_rest(d, {k: v[rows] for k, v in head.items()}),
                           None, self.name)
         cols = self.decode({**head, **rest})
+        for slot, values in cols.items():
+            if _NEEDS_ESCAPE.search("".join(values)):
+                raise RprimError(f"{self.name}: values of slot {slot!r} contain quotes, backslashes "
+                                 "or control characters; slot values are written into JSON as they are")
         cols["query"] = self._query.fill(cols)
         cols["target"] = self._target.fill(cols)
         cols["exemplar_target"] = (cols["target"] if self._exemplar_target is self._target
@@ -221,15 +227,14 @@ class Primitive:
         prefix = self.fewshot_prefix(seed, shots) if shots and not per_query_shots else ""
         pool = self._pool(seed, shots) if shots and per_query_shots else None
         layout = {
-            "id": Slot("_id"), "task": self.name, "split": split, "seed": int(seed),
+            "id": f"{self.name}/{split}/{int(seed)}/" + Slot("_index"), "task": self.name, "split": split, "seed": int(seed),
             "index": Raw("_index"), "num_fewshot": int(shots), "params": self.params,
-            "query": Raw("_jquery"), "prompt": Raw("_jprompt"), "target": Raw("_jtarget"),
+            "query": Raw("_jquery"), "prompt": Raw("_jprompt"), "target": Slot("target"),
             "target_delimiter": self.target_delimiter, "until": list(self.until),
             "metadata": self.metadata_layout(), "hash": Slot("_hash"),
             "generator_version": GENERATOR_VERSION,
         }
         record = compile_json(layout)
-        id_fmt = f"{self.name}/{split}/{int(seed)}/%d"
         for start, cols, rows in self._iter_unique(split, seed, n, unique, stats):
             idx = [start + r for r in rows]
             if len(rows) < len(cols["query"]):
@@ -245,8 +250,7 @@ class Primitive:
             else:
                 jp = jq
             cols.update({
-                "_id": [id_fmt % i for i in idx], "_index": list(map(str, idx)),
-                "_jquery": jq, "_jprompt": jp, "_jtarget": list(map(_json_str, t)),
+                "_index": list(map(str, idx)), "_jquery": jq, "_jprompt": jp,
                 "_hash": [content_hash(a, b) for a, b in zip(q, t)],
             })
             yield record.fill(cols)

@@ -92,30 +92,32 @@ class Draws:
         """A uniform random permutation of range(size) per row, shape (rows, size).
 
         Small sizes index a table of all permutations with one draw (much faster than
-        sorting tiny rows); larger ones argsort random keys.
+        sorting tiny rows); larger ones sort random keys.
         """
         if size <= 6:
             return _perm_table(size)[self.integers(math.factorial(size))[:, 0]]
-        return np.argsort(self.u64(size), axis=1, kind="stable").astype(np.int64)
+        return self._sorted_keys(size)
+
+    def _sorted_keys(self, size: int) -> np.ndarray:
+        """argsort of random keys made distinct within a row (the low 6 bits hold the column
+        index when size <= 64), so every sort algorithm on every machine gives one answer."""
+        keys = self.u64(size)
+        if size <= 64:
+            keys = (keys & ~np.uint64(63)) | np.arange(size, dtype=np.uint64)
+            return np.argsort(keys, axis=1).astype(np.int64)
+        return np.argsort(keys, axis=1, kind="stable").astype(np.int64)
 
     def distinct(self, k: int, pool: int) -> tuple[np.ndarray, np.ndarray]:
         """k distinct integers from range(pool) per row, in random order.
 
-        Pools up to 64 use k steps of a vectorised Fisher-Yates shuffle. Larger ones draw with
-        replacement and report rows with a repeat as invalid (the caller redraws them with the
-        next attempt key), which avoids touching the whole pool. Returns (values, valid_rows).
+        Pools up to 64 sort random keys. Larger ones draw with replacement and report rows
+        with a repeat as invalid (the caller redraws them with the next attempt key), which
+        avoids touching the whole pool. Returns (values, valid_rows).
         """
         if k > pool:
             raise ValueError(f"cannot draw {k} distinct items from {pool}")
-        rows = len(self.keys)
         if pool <= 64:
-            r = self.u64(k)
-            a = np.tile(np.arange(pool, dtype=np.int64), (rows, 1))
-            idx = np.arange(rows)
-            for i in range(k):
-                j = i + (r[:, i] % np.uint64(pool - i)).astype(np.int64)
-                a[idx, i], a[idx, j] = a[idx, j], a[idx, i].copy()
-            return a[:, :k], np.ones(rows, dtype=bool)
+            return self._sorted_keys(pool)[:, :k], np.ones(len(self.keys), dtype=bool)
         vals = self.integers(pool, k)
         srt = np.sort(vals, axis=1)
         valid = np.all(srt[:, 1:] != srt[:, :-1], axis=1)
