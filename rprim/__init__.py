@@ -12,5 +12,6 @@ except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0+local"
 
 from rprim import primitives  # noqa: E402  (light: numpy, jinja2)
+from rprim.evaluators import evaluate  # noqa: E402  (torch loads only with a model)
 
-__all__ = ["__version__", "primitives"]
+__all__ = ["__version__", "evaluate", "primitives"]

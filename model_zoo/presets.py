@@ -1,0 +1,260 @@
+"""Model and training presets: one dataclass, every field overridable.
+
+A run is fully described by a :class:`TrainConfig`. Presets are named starting points;
+``--set key=value`` and ``--config file.json`` override any field. Validation lives here (pure
+Python, no torch) so bad input fails fast, before torch is imported or any file is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rprim.model_zoo.errors import ZooError
+
+METHODS = ("baseline", "gradstack", "midas")
+OPTIMIZERS = ("adamw", "adafactor")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (model shape, method, optimizer, data, runtime)."""
+
+    # --- model (Llama architecture) ---
+    n_layers: int = 8
+    d_model: int = 128
+    n_heads: int = 4
+    n_kv_heads: int | None = None  # None: same as n_heads (no GQA)
+    d_mlp: int = 384  # SwiGLU hidden size
+    vocab_size: int = 2048  # size of the BPE trained on the corpus (ignored with --tokenizer)
+    seq_len: int = 128
+    rms_eps: float = 1e-5
+    init_std: float = 0.02
+    rope_theta: float = 10000.0
+    tie_embeddings: bool = False
+    # --- method ---
+    method: str = "baseline"
+    block_size: int = 2  # b: layers per block; must divide n_layers
+    schedule: str = "prop-2"  # prop-ALPHA or comma-separated stage fractions
+    # --- optimization ---
+    optimizer: str = "adamw"
+    lr: float = 3e-3
+    min_lr: float = 3e-4
+    warmup_steps: int = 20
+    rewarmup_steps: int = 0  # >0: linear re-warmup over this many steps after each growth
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    adam_eps: float = 1e-8
+    grad_clip: float = 1.0  # 0 disables clipping
+    reset_optimizer_on_growth: bool = False
+    # --- batch and length ---
+    batch_size: int = 16  # global sequences per optimizer step (all ranks, all micro-steps)
+    micro_batch_size: int | None = None  # per rank per micro-step; None: batch_size / world
+    steps: int = 200
+    tokens: int | None = None  # if set, steps = ceil(tokens / (batch_size * seq_len))
+    # --- data ---
+    corpus: list[str] = field(default_factory=lambda: ["stdlib-python"])
+    max_corpus_bytes: int | None = 1_500_000  # cap on raw corpus bytes read (None: all)
+    val_fraction: float = 0.02
+    tokenizer: str | None = None  # existing HF tokenizer folder; None: train a BPE
+    cache_dir: str | None = None  # None: $RPRIM_CACHE or ~/.cache/rprim
+    # --- runtime ---
+    seed: int = 0
+    parallel: str = "ddp"  # several ranks (torchrun): ddp (replicate) | fsdp (FSDP2 fully_shard)
+    device: str = "auto"  # auto | cpu | cuda
+    dtype: str = "auto"  # auto (bf16 autocast on GPU, fp32 on CPU) | float32 | bfloat16
+    compile: bool = False
+    grad_checkpointing: bool = False  # recompute activations in backward (less memory, ~30% slower)
+    threads: int | None = None  # torch CPU threads (None: torch default)
+    log_every: int = 10
+    eval_every: int = 100
+    eval_batches: int = 4
+    ckpt_every: int = 100
+    keep_checkpoints: int = 2
+    peak_flops: float | None = None  # per device, for MFU; None: looked up for known GPUs
+    step_delay: float = 0.0  # seconds to sleep per step; only for tests that interrupt a run
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_heads or self.n_heads
+
+    @property
+    def n_blocks(self) -> int:
+        return self.n_layers // self.block_size
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.seq_len
+
+    @property
+    def total_steps(self) -> int:
+        if self.tokens is not None:
+            return -(-self.tokens // self.tokens_per_step)
+        return self.steps
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> "TrainConfig":
+        """Raise :class:`ZooError` naming the fix for any inconsistent field; return self."""
+        if self.method not in METHODS:
+            raise ZooError(f"unknown method {self.method!r}; use --method one of {', '.join(METHODS)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ZooError(f"unknown optimizer {self.optimizer!r}; use --set optimizer= one of {', '.join(OPTIMIZERS)}")
+        for name in ("n_layers", "d_model", "n_heads", "d_mlp", "vocab_size", "seq_len",
+                     "block_size", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ZooError(f"{name} must be a positive integer; got {getattr(self, name)}")
+        if self.d_model % self.n_heads:
+            raise ZooError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}; "
+                           "pick n_heads that divides it")
+        hd = self.head_dim
+        if hd % 8 or hd > 256:
+            raise ZooError(f"head dim d_model/n_heads = {hd} must be a multiple of 8 and at most 256 "
+                           "for SDPA kernels; change d_model or n_heads")
+        if self.n_heads % self.kv_heads:
+            raise ZooError(f"n_kv_heads {self.kv_heads} must divide n_heads {self.n_heads}")
+        if self.n_layers % self.block_size:
+            divisors = [b for b in range(1, self.n_layers + 1) if self.n_layers % b == 0]
+            raise ZooError(f"block size {self.block_size} does not divide n_layers {self.n_layers}; "
+                           f"use --block-size one of {divisors}")
+        if self.steps < 1 and self.tokens is None:
+            raise ZooError("steps must be at least 1; pass --steps N or --tokens N")
+        if self.tokens is not None and self.tokens < 1:
+            raise ZooError("--tokens must be positive")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ZooError(f"val_fraction must be in (0, 1); got {self.val_fraction}")
+        if self.micro_batch_size is not None and self.micro_batch_size < 1:
+            raise ZooError("micro_batch_size must be positive (or null for batch_size / world)")
+        if self.dtype not in ("auto", "float32", "bfloat16"):
+            raise ZooError(f"unknown dtype {self.dtype!r}; use auto, float32 or bfloat16")
+        if self.parallel not in ("ddp", "fsdp"):
+            raise ZooError(f"unknown parallel mode {self.parallel!r}; use --set parallel=ddp or parallel=fsdp")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ZooError(f"unknown device {self.device!r}; use auto, cpu or cuda")
+        if not self.corpus:
+            raise ZooError("no corpus given; pass --corpus stdlib-python|shakespeare|PATH")
+        if self.max_corpus_bytes is not None and self.max_corpus_bytes < 1:
+            raise ZooError("max_corpus_bytes must be positive (or null for the whole corpus)")
+        from rprim.model_zoo.schedule import parse_schedule  # pure, light
+
+        parse_schedule(self.schedule, self.n_blocks)
+        return self
+
+
+def _p(**kw: Any) -> dict[str, Any]:
+    return kw
+
+
+# Presets override TrainConfig defaults. Head dims: tiny 32, small 64, paper-1b/2b 64, 8b 128.
+PRESETS: dict[str, dict[str, Any]] = {
+    # CPU: the whole run (tokenizer training included) takes about a minute on 2 cores.
+    "tiny": _p(),
+    # One GPU, ~85M parameters (~60M non-embedding).
+    "small": _p(n_layers=12, d_model=768, n_heads=12, d_mlp=2048, vocab_size=16384, seq_len=512,
+                block_size=3, batch_size=64, micro_batch_size=None, lr=1e-3, min_lr=1e-4,
+                warmup_steps=200, steps=2000, max_corpus_bytes=None, eval_every=250,
+                ckpt_every=500, log_every=10),
+    # The paper's shapes (Saunshi et al. 2024, appendix A): Adafactor, cosine 0.01 -> 0.001,
+    # batch 512 x 1280, block size 4, PROP-2. 1B/2B fit replicated (DDP) on 80 GB GPUs.
+    "paper-1b": _p(n_layers=24, d_model=2048, n_heads=32, d_mlp=5120, vocab_size=32000,
+                   seq_len=1280, block_size=4, optimizer="adafactor", lr=1e-2, min_lr=1e-3,
+                   batch_size=512, micro_batch_size=8, warmup_steps=1000, steps=100_000,
+                   max_corpus_bytes=None, eval_every=1000, ckpt_every=1000, log_every=10),
+    "paper-2b": _p(n_layers=48, d_model=2048, n_heads=32, d_mlp=5120, vocab_size=32000,
+                   seq_len=1280, block_size=4, optimizer="adafactor", lr=1e-2, min_lr=1e-3,
+                   batch_size=512, micro_batch_size=4, warmup_steps=1000, steps=100_000,
+                   max_corpus_bytes=None, eval_every=1000, ckpt_every=1000, log_every=10),
+    # 8B does not fit replicated (fp32 weights + gradients alone are 64 GB), so it shards with
+    # FSDP2. Adafactor does not run on sharded (DTensor) parameters in torch, so this preset
+    # uses AdamW at the paper's 8B learning rates (the paper: Adafactor, 1e-3 -> 1e-4).
+    "paper-8b": _p(n_layers=72, d_model=2048, n_heads=16, d_mlp=16384, vocab_size=32000,
+                   seq_len=1280, block_size=4, optimizer="adamw", lr=1e-3, min_lr=1e-4,
+                   batch_size=1024, micro_batch_size=2, warmup_steps=1000, steps=100_000,
+                   max_corpus_bytes=None, eval_every=1000, ckpt_every=1000, log_every=10,
+                   parallel="fsdp"),
+}
+
+
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(TrainConfig)
+
+
+def parse_value(key: str, text: str) -> Any:
+    """Convert the string of ``--set key=text`` to the type of field ``key``."""
+    types = _field_types()
+    if key not in types:
+        raise ZooError(f"unknown setting {key!r}; known: {', '.join(sorted(types))}")
+    tp = types[key]
+    args = typing.get_args(tp)
+    optional = type(None) in args  # `X | None`
+    if optional and text.lower() in ("none", "null", ""):
+        return None
+    base = next(a for a in args if a is not type(None)) if optional else tp
+    origin = typing.get_origin(base)
+    try:
+        if base is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if base is int:
+            return int(float(text)) if "e" in text.lower() else int(text)
+        if base is float:
+            return float(text)
+        if origin is list:
+            return [s for s in text.split(",") if s]
+        return text
+    except ValueError:
+        raise ZooError(f"--set {key}={text}: expected {getattr(base, '__name__', base)}") from None
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Values from a JSON config file: accept JSON types, convert strings via parse_value."""
+    if isinstance(value, str):
+        return parse_value(key, value)
+    if key not in _field_types():
+        raise ZooError(f"unknown setting {key!r} in config file; known: {', '.join(sorted(_field_types()))}")
+    return value
+
+
+def resolve_config(preset: str = "tiny", config_file: str | Path | None = None,
+                   overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Preset, then JSON config file, then explicit overrides (CLI flags, ``--set``); validated."""
+    if preset not in PRESETS:
+        raise ZooError(f"unknown preset {preset!r}; use --preset one of {', '.join(PRESETS)}")
+    values: dict[str, Any] = dict(PRESETS[preset])
+    if config_file is not None:
+        try:
+            data = json.loads(Path(config_file).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ZooError(f"cannot read config file {config_file}: {e}; pass a JSON object of settings") from None
+        if not isinstance(data, dict):
+            raise ZooError(f"config file {config_file} must hold a JSON object of settings")
+        values.update({k: _coerce(k, v) for k, v in data.items()})
+    for k, v in (overrides or {}).items():
+        values[k] = _coerce(k, v)
+    return TrainConfig(**values).validate()
+
+
+def parse_sets(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """``["lr=1e-3", "n_layers=12"]`` to typed values."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ZooError(f"--set {item!r} is not KEY=VALUE; write e.g. --set lr=1e-3")
+        out[key] = parse_value(key, value.strip())
+    return out

@@ -1,0 +1,114 @@
+"""``rprim train`` and ``rprim plan``: the Baseline / GradStack / MIDAS trainer's commands.
+
+Registered by ``rprim/cli.py`` (``for c in COMMANDS: cli.add_command(c)``). Torch is imported
+only inside the commands, so ``rprim --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+import click
+
+from rprim.model_zoo.errors import ZooError
+
+
+def _common(f: Callable) -> Callable:
+    """Options shared by train and plan (plan takes the same arguments and trains nothing)."""
+    opts = [
+        click.option("--preset", default="tiny", show_default=True,
+                     help="tiny | small | paper-1b | paper-2b | paper-8b."),
+        click.option("--method", default="baseline", show_default=True, help="baseline | gradstack | midas."),
+        click.option("--block-size", type=int, default=None, help="Layers per block b (must divide n_layers)."),
+        click.option("--schedule", default=None, help="prop-ALPHA (alpha in 0..3) or k stage fractions 'f1,...,fk'."),
+        click.option("--corpus", multiple=True, help="stdlib-python | shakespeare | PATH (file or folder); repeatable."),
+        click.option("--tokenizer", default=None, help="Existing HF tokenizer folder instead of training a BPE."),
+        click.option("--steps", type=int, default=None, help="Optimizer steps."),
+        click.option("--tokens", type=int, default=None, help="Training tokens (sets steps)."),
+        click.option("--seed", type=int, default=None),
+        click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+                     help="JSON object of settings (applied after the preset)."),
+        click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                     help="Override any setting, e.g. --set lr=1e-3 --set n_layers=12."),
+        click.option("--reset-optimizer-on-growth", is_flag=True, default=None,
+                     help="New layers start with empty optimizer state instead of a copy."),
+        click.option("--cache-dir", default=None, help="Tokenizer/token-file cache (default ~/.cache/rprim)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _config(preset: str, method: str, block_size: int | None, schedule: str | None,
+            corpus: tuple[str, ...], tokenizer: str | None, steps: int | None, tokens: int | None,
+            seed: int | None, config_file: str | None, sets: tuple[str, ...],
+            reset_optimizer_on_growth: bool | None, cache_dir: str | None):
+    from rprim.model_zoo.presets import parse_sets, resolve_config
+
+    if steps is not None and tokens is not None:
+        raise ZooError("pass --steps or --tokens, not both")
+    flags: dict[str, Any] = {"method": method}
+    for key, value in (("block_size", block_size), ("schedule", schedule), ("tokenizer", tokenizer),
+                       ("seed", seed), ("cache_dir", cache_dir),
+                       ("reset_optimizer_on_growth", reset_optimizer_on_growth)):
+        if value is not None:
+            flags[key] = value
+    if corpus:
+        flags["corpus"] = list(corpus)
+    if steps is not None:
+        flags.update(steps=steps, tokens=None)
+    if tokens is not None:
+        flags["tokens"] = tokens
+    flags.update(parse_sets(sets))
+    return resolve_config(preset, config_file, flags)
+
+
+@click.command()
+@_common
+@click.option("--out", required=True, type=click.Path(file_okay=True), help="Output folder (HF model + logs).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Delete --out and start afresh.")
+@click.option("--quiet", is_flag=True, help="No progress bar or messages.")
+def train(out: str, resume: bool, overwrite: bool, quiet: bool, **kw: Any) -> None:
+    """Train a Llama model with the baseline, GradStack or MIDAS schedule.
+
+    Under torchrun (``torchrun --nproc-per-node N -m rprim train ...``) it runs data-parallel.
+    """
+    cfg = _config(**kw)
+    from rprim.model_zoo.train import train as run
+
+    run(cfg, out, resume=resume, overwrite=overwrite, progress=not quiet, quiet=quiet)
+
+
+@click.command()
+@_common
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def plan(as_json: bool, **kw: Any) -> None:
+    """Stage boundaries, depths and FLOPs of a run (same arguments as train); trains nothing."""
+    import dataclasses
+
+    cfg = _config(**kw)
+    if cfg.tokenizer:
+        from rprim.model_zoo.tokenizer import load_tokenizer
+
+        cfg = dataclasses.replace(cfg, vocab_size=len(load_tokenizer(cfg.tokenizer)))
+    from rprim.model_zoo.train import plan as make_plan
+
+    p = make_plan(cfg)
+    if as_json:
+        click.echo(json.dumps(p, indent=1))
+        return
+    click.echo(f"{p['method']}  schedule {p['schedule'] or '-'}  block size {p['block_size']}  "
+               f"{p['n_layers']} layers  {p['steps']} steps x {p['tokens_per_step']} tokens = {p['tokens']:,} tokens")
+    click.echo(f"{'stage':>5} {'depth':>5} {'steps':>17} {'tokens':>27} {'FLOPs':>10} {'share':>6}")
+    for s in p["stages"]:
+        click.echo(f"{s['stage']:>5} {s['depth']:>5} {s['start_step']:>8}-{s['end_step']:<8} "
+                   f"{s['start_tokens']:>13,}+{s['tokens']:<13,} {s['flops']:>10.3g} "
+                   f"{s['flops'] / p['flops']:>6.1%}")
+    click.echo(f"total FLOPs {p['flops']:.4g}; baseline {p['baseline_flops']:.4g}; ratio R = {p['flop_ratio']:.4f} "
+               f"(speedup {1 / p['flop_ratio']:.3f}x) with LM head (rho = {p['rho_head']:.3f}); "
+               f"R = {p['flop_ratio_no_head']:.4f} (speedup {1 / p['flop_ratio_no_head']:.3f}x) without")
+
+
+COMMANDS = [train, plan]
