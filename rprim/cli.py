@@ -230,6 +230,12 @@ for _command in _EVAL_COMMANDS + _ZOO_COMMANDS:
     cli.add_command(_command)
 
 
+# Optional dependencies and the extra that installs each (torch: pin torch==2.13.0 for the CPU build).
+EXTRA_FOR = {"torch": "torch", "transformers": "torch", "tokenizers": "torch", "safetensors": "torch",
+             "tqdm": "torch", "pandas": "parquet", "pyarrow": "parquet", "gguf": "gguf",
+             "accelerate": "gguf", "vllm": "vllm", "lm_eval": "lm-eval"}
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = [P.RprimError]
     try:
@@ -254,6 +260,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except _user_errors() as e:
         click.echo(f"rprim: error: {e}", err=True)
+        sys.exit(2)
+    except ModuleNotFoundError as e:  # an optional dependency of this command is missing
+        top = (e.name or "").split(".")[0]
+        if top not in EXTRA_FOR:
+            raise
+        click.echo(f"rprim: error: this command needs the {top} package, which is not installed; "
+                   f"pip install 'rprim[{EXTRA_FOR[top]}]'", err=True)
         sys.exit(2)
     except BrokenPipeError:  # `rprim generate ... | head`
         sys.stderr.close()

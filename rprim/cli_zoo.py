@@ -76,6 +76,10 @@ def train(out: str, resume: bool, overwrite: bool, quiet: bool, **kw: Any) -> No
     Under torchrun (``torchrun --nproc-per-node N -m rprim train ...``) it runs data-parallel.
     """
     cfg = _config(**kw)
+    if quiet:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "Writing model shards" bars on every save
     from rprim.model_zoo.train import train as run
 
     run(cfg, out, resume=resume, overwrite=overwrite, progress=not quiet, quiet=quiet)

@@ -7,7 +7,7 @@
 # Trains the `small` preset (12 layers, d 768, ~85M parameters) with the baseline and with MIDAS
 # (PROP-2, block size 3) on the Python standard library source, then prints tokens/s, MFU
 # (bf16 dense peak of the detected GPU), final losses, and MIDAS's measured time ratio next to
-# its FLOP ratio. Needs torch (CUDA), transformers, tokenizers, safetensors, tqdm, click, numpy
+# its FLOP ratio; then scores both models with `rprim eval` on the transformers backend. Needs torch (CUDA), transformers, tokenizers, safetensors, tqdm, click, numpy
 # already installed; installs rprim itself with `pip install --no-deps -e .` if needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +23,13 @@ $PY - <<'PYEOF'
 import torch, transformers
 assert torch.cuda.is_available(), "no CUDA device visible"
 print(f"torch {torch.__version__}, transformers {transformers.__version__}, {torch.cuda.get_device_name()}")
+PYEOF
+
+$PY - <<'PYEOF'
+import importlib.util
+missing = [m for m in ("click", "jinja2", "numpy", "tokenizers", "safetensors", "tqdm", "pandas")
+           if importlib.util.find_spec(m) is None]
+assert not missing, f"missing modules (no internet here): {missing}"
 PYEOF
 
 mkdir -p "$OUT"
@@ -53,3 +60,10 @@ r = res["midas"]["train_time_s"] / res["baseline"]["train_time_s"]
 print(f"MIDAS/baseline train time {r:.3f}; FLOP ratio {res['midas']['flop_ratio']:.3f} with head, "
       f"{res['midas']['flop_ratio_no_head']:.3f} without")
 PYEOF
+
+# Both models through the transformers backend (the suite at 1 shot keeps prompts within
+# the small preset's 512-token context).
+for METHOD in baseline midas; do
+  echo "== rprim eval $METHOD (transformers backend)"
+  $PY -m rprim eval --model "$OUT/$METHOD" --backend hf --shots 1 --n 200 --out "$OUT/$METHOD-eval"
+done

@@ -120,3 +120,22 @@ def test_duplicates_are_reported(tmp_path):
               "--allow-duplicates")
     assert r.returncode == 0 and len(r.stdout.splitlines()) == 40
     assert "kept" in r.stderr and "repeated queries" in r.stderr
+
+
+@pytest.mark.parametrize("args,missing,extra", [
+    (["train", "--out", "{tmp}/run"], "torch", "rprim[torch]"),
+    (["eval", "--model", "{tmp}/m", "--n", "1"], "transformers", "rprim[torch]"),
+])
+def test_missing_optional_dependency_is_one_line(args, missing, extra, tmp_path, monkeypatch, capsys):
+    """A data-only install (`pip install .`) running a model command: name the extra, exit 2."""
+    from rprim.cli import main
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
+    monkeypatch.setitem(sys.modules, missing, None)  # `import <missing>` now fails
+    with pytest.raises(SystemExit) as e:
+        main([a.format(tmp=tmp_path) for a in args])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1, err
+    assert f"needs the {missing} package" in err and extra in err
+    assert not (tmp_path / "run").exists()
