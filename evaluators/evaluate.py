@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import rprim.primitives as P
-from rprim.primitives import RprimError
+from rprim.core import RprimError
 
 from .backend import Backend, Request
 from .scoring import TaskScore, prediction

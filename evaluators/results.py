@@ -1,23 +1,21 @@
 """Results of an evaluation: per-task scores, per-example samples, run metadata.
 
 ``save(dir)`` writes ``results.json`` and ``samples/<task>.jsonl`` into a temporary sibling
-folder and renames it into place, so a crash or a full disk never leaves a half-written
-results folder behind (an older results folder at the same path is replaced only at the end).
+folder and publishes it (``rprim.core.atomic_folder``), so a crash or a full disk never leaves
+a half-written results folder behind; an earlier result in ``dir`` is replaced only at the end.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rprim.primitives import RprimError
+from rprim.core import atomic_folder, check_output_folder, write_json
 
 RESULTS = "results.json"
+RESULTS_KIND = "eval"
 
 
 @dataclass
@@ -63,31 +61,15 @@ class Results:
         return "\n".join(lines)
 
     def save(self, out: str | Path) -> Path:
-        """Write results.json and samples/*.jsonl atomically into folder ``out``."""
-        out = Path(out).expanduser()
-        check_writable(out)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-        try:
+        """Write results.json and samples/*.jsonl into folder ``out``, all or nothing."""
+        out = check_results_folder(out)
+        with atomic_folder(out, kind=RESULTS_KIND) as tmp:
             (tmp / "samples").mkdir()
             for name, rows in self.samples.items():
                 with open(tmp / "samples" / f"{_file_name(name)}.jsonl", "w", encoding="utf-8") as f:
                     for r in rows:
                         f.write(json.dumps(r, ensure_ascii=False) + "\n")
-            with open(tmp / RESULTS, "w", encoding="utf-8") as f:
-                f.write(json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o755)
-            old = None
-            if out.exists():
-                old = out.parent / f".{out.name}.old-{os.getpid()}"
-                os.rename(out, old)
-            os.rename(tmp, out)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            write_json(tmp / RESULTS, self.to_dict())
         return out
 
     @classmethod
@@ -108,25 +90,6 @@ def _file_name(task: str) -> str:
     return task.replace("/", "_")
 
 
-def check_writable(out: str | Path) -> None:
+def check_results_folder(out: str | Path) -> Path:
     """RprimError unless ``out`` can become a results folder (checked before any scoring)."""
-    out = Path(out).expanduser()
-    if out.exists() and not out.is_dir():
-        raise RprimError(f"--out {out} is a file; pass a folder path")
-    if out.is_dir() and any(out.iterdir()) and not (out / RESULTS).is_file():
-        raise RprimError(f"--out {out} is a non-empty folder without results.json; pass a new "
-                         "or empty folder (rprim replaces only its own results folders)")
-    parent = out.parent
-    for p in (parent, *parent.parents):
-        if p.exists():
-            if not p.is_dir():
-                raise RprimError(f"cannot write results to {out}: {p} is a file; pass a writable "
-                                 "--out folder")
-            break
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=parent)
-        os.rmdir(probe)
-    except OSError as e:
-        raise RprimError(f"cannot write results to {out} ({e.strerror or e}); pass a writable "
-                         "--out folder") from None
+    return check_output_folder(out, RESULTS_KIND, legacy=(RESULTS,))

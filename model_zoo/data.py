@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
-from rprim.model_zoo.errors import ZooError
+from rprim.core import RprimError, atomic_file, write_json
 
 FORMAT = "rprim-tokens-v1"
 
@@ -49,9 +48,8 @@ def build_token_file(documents: Iterable[str], tokenizer, path: Path, manifest: 
     eos = tokenizer.eos_token_id
     backend = tokenizer.backend_tokenizer
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     n_tokens, n_docs = 0, 0
-    with open(tmp, "wb") as fh:
+    with atomic_file(path, "wb") as fh:
         batch: list[str] = []
 
         def flush() -> None:
@@ -69,15 +67,11 @@ def build_token_file(documents: Iterable[str], tokenizer, path: Path, manifest: 
                 flush()
         if batch:
             flush()
-    if n_docs == 0:
-        os.unlink(tmp)
-        raise ZooError("the corpus is empty (no documents with text); point --corpus at non-empty files")
+        if n_docs == 0:
+            raise RprimError("the corpus is empty (no documents with text); point --corpus at non-empty files")
     man = dict(manifest, format=FORMAT, dtype=dtype, n_tokens=n_tokens, n_documents=n_docs,
                vocab_size=vocab)
-    mtmp = path.with_name(path.name + f".json.tmp{os.getpid()}")
-    mtmp.write_text(json.dumps(man, indent=1))
-    os.replace(tmp, path)
-    os.replace(mtmp, path.with_name(path.name + ".json"))
+    write_json(path.with_name(path.name + ".json"), man)
     return TokenFile(path, man)
 
 
@@ -106,7 +100,7 @@ class PackedTokens:
         self.n_val = max(1, round(n_windows * val_fraction))
         self.n_train = n_windows - self.n_val
         if self.n_train < 1:
-            raise ZooError(f"the corpus has {len(tokens)} tokens, too few for a training and a "
+            raise RprimError(f"the corpus has {len(tokens)} tokens, too few for a training and a "
                            f"validation sequence of {seq_len}+1 tokens; add text or lower "
                            "--set seq_len")
 
@@ -160,6 +154,6 @@ class Sampler:
 
     def load_state_dict(self, state: dict) -> None:
         if state["n"] != self.n or state["seed"] != self.seed:
-            raise ZooError("the checkpoint's data differs from this run's (window count or seed); "
+            raise RprimError("the checkpoint's data differs from this run's (window count or seed); "
                            "resume with the same corpus, tokenizer, seq_len and seed, or use --overwrite")
         self.epoch, self.pos = int(state["epoch"]), int(state["pos"])

@@ -44,7 +44,7 @@ def init(device_pref: str = "auto") -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() if device_pref == "auto" else device_pref == "cuda"
+    use_cuda = torch.cuda.is_available() if device_pref == "auto" else device_pref.startswith("cuda")
     device = f"cuda:{local}" if use_cuda else "cpu"
     if use_cuda:
         torch.cuda.set_device(local)

@@ -24,7 +24,7 @@ import math
 import re
 from typing import Any, Callable, Sequence, TypeVar
 
-from rprim.model_zoo.errors import ZooError
+from rprim.core import RprimError
 
 T = TypeVar("T")
 LAYER_PREFIX = "model.layers."
@@ -33,18 +33,18 @@ LAYER_PREFIX = "model.layers."
 def copied_block(n_blocks: int, method: str) -> int:
     """The 1-indexed block that ``method`` duplicates in a stack of ``n_blocks`` blocks."""
     if n_blocks < 1:
-        raise ZooError("cannot grow an empty stack")
+        raise RprimError("cannot grow an empty stack")
     if method == "gradstack":
         return n_blocks
     if method == "midas":
         return math.ceil(n_blocks / 2)
-    raise ZooError(f"method {method!r} does not grow; use gradstack or midas")
+    raise RprimError(f"method {method!r} does not grow; use gradstack or midas")
 
 
 def source_indices(n_layers: int, block_size: int, method: str) -> list[int]:
     """For each layer of the grown stack (n_layers + block_size), its source in the old stack."""
     if block_size < 1 or n_layers % block_size:
-        raise ZooError(f"block size {block_size} does not divide the current depth {n_layers}")
+        raise RprimError(f"block size {block_size} does not divide the current depth {n_layers}")
     m = copied_block(n_layers // block_size, method)
     end = m * block_size  # one past the last layer of the copied block
     return list(range(end)) + list(range(end - block_size, end)) + list(range(end, n_layers))

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rprim.model_zoo.errors import ZooError
+from rprim.core import RprimError, parse_device, parse_dtype, parse_pairs, typed_values
 
 METHODS = ("baseline", "gradstack", "midas")
 OPTIMIZERS = ("adamw", "adafactor")
@@ -66,8 +65,8 @@ class TrainConfig:
     # --- runtime ---
     seed: int = 0
     parallel: str = "ddp"  # several ranks (torchrun): ddp (replicate) | fsdp (FSDP2 fully_shard)
-    device: str = "auto"  # auto | cpu | cuda
-    dtype: str = "auto"  # auto (bf16 autocast on GPU, fp32 on CPU) | float32 | bfloat16
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: str = "auto"  # auto (bf16 autocast on GPU, fp32 on CPU) | float32 | bfloat16 (fp32, bf16)
     compile: bool = False
     grad_checkpointing: bool = False  # recompute activations in backward (less memory, ~30% slower)
     threads: int | None = None  # torch CPU threads (None: torch default)
@@ -106,46 +105,44 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def validate(self) -> "TrainConfig":
-        """Raise :class:`ZooError` naming the fix for any inconsistent field; return self."""
+        """Raise :class:`RprimError` naming the fix for any inconsistent field; return self."""
         if self.method not in METHODS:
-            raise ZooError(f"unknown method {self.method!r}; use --method one of {', '.join(METHODS)}")
+            raise RprimError(f"unknown method {self.method!r}; use --method one of {', '.join(METHODS)}")
         if self.optimizer not in OPTIMIZERS:
-            raise ZooError(f"unknown optimizer {self.optimizer!r}; use --set optimizer= one of {', '.join(OPTIMIZERS)}")
+            raise RprimError(f"unknown optimizer {self.optimizer!r}; use --set optimizer= one of {', '.join(OPTIMIZERS)}")
         for name in ("n_layers", "d_model", "n_heads", "d_mlp", "vocab_size", "seq_len",
                      "block_size", "batch_size"):
             if getattr(self, name) < 1:
-                raise ZooError(f"{name} must be a positive integer; got {getattr(self, name)}")
+                raise RprimError(f"{name} must be a positive integer; got {getattr(self, name)}")
         if self.d_model % self.n_heads:
-            raise ZooError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}; "
+            raise RprimError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}; "
                            "pick n_heads that divides it")
         hd = self.head_dim
         if hd % 8 or hd > 256:
-            raise ZooError(f"head dim d_model/n_heads = {hd} must be a multiple of 8 and at most 256 "
+            raise RprimError(f"head dim d_model/n_heads = {hd} must be a multiple of 8 and at most 256 "
                            "for SDPA kernels; change d_model or n_heads")
         if self.n_heads % self.kv_heads:
-            raise ZooError(f"n_kv_heads {self.kv_heads} must divide n_heads {self.n_heads}")
+            raise RprimError(f"n_kv_heads {self.kv_heads} must divide n_heads {self.n_heads}")
         if self.n_layers % self.block_size:
             divisors = [b for b in range(1, self.n_layers + 1) if self.n_layers % b == 0]
-            raise ZooError(f"block size {self.block_size} does not divide n_layers {self.n_layers}; "
+            raise RprimError(f"block size {self.block_size} does not divide n_layers {self.n_layers}; "
                            f"use --block-size one of {divisors}")
         if self.steps < 1 and self.tokens is None:
-            raise ZooError("steps must be at least 1; pass --steps N or --tokens N")
+            raise RprimError("steps must be at least 1; pass --steps N or --tokens N")
         if self.tokens is not None and self.tokens < 1:
-            raise ZooError("--tokens must be positive")
+            raise RprimError("--tokens must be positive")
         if not 0.0 < self.val_fraction < 1.0:
-            raise ZooError(f"val_fraction must be in (0, 1); got {self.val_fraction}")
+            raise RprimError(f"val_fraction must be in (0, 1); got {self.val_fraction}")
         if self.micro_batch_size is not None and self.micro_batch_size < 1:
-            raise ZooError("micro_batch_size must be positive (or null for batch_size / world)")
-        if self.dtype not in ("auto", "float32", "bfloat16"):
-            raise ZooError(f"unknown dtype {self.dtype!r}; use auto, float32 or bfloat16")
+            raise RprimError("micro_batch_size must be positive (or null for batch_size / world)")
+        self.dtype = parse_dtype(self.dtype, "--set dtype=", allowed=("auto", "float32", "bfloat16"))
         if self.parallel not in ("ddp", "fsdp"):
-            raise ZooError(f"unknown parallel mode {self.parallel!r}; use --set parallel=ddp or parallel=fsdp")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ZooError(f"unknown device {self.device!r}; use auto, cpu or cuda")
+            raise RprimError(f"unknown parallel mode {self.parallel!r}; use --set parallel=ddp or parallel=fsdp")
+        self.device = parse_device(self.device, "--set device=")
         if not self.corpus:
-            raise ZooError("no corpus given; pass --corpus stdlib-python|shakespeare|PATH")
+            raise RprimError("no corpus given; pass --corpus stdlib-python|shakespeare|PATH")
         if self.max_corpus_bytes is not None and self.max_corpus_bytes < 1:
-            raise ZooError("max_corpus_bytes must be positive (or null for the whole corpus)")
+            raise RprimError("max_corpus_bytes must be positive (or null for the whole corpus)")
         from rprim.model_zoo.schedule import parse_schedule  # pure, light
 
         parse_schedule(self.schedule, self.n_blocks)
@@ -186,75 +183,25 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _field_types() -> dict[str, Any]:
-    return typing.get_type_hints(TrainConfig)
-
-
-def parse_value(key: str, text: str) -> Any:
-    """Convert the string of ``--set key=text`` to the type of field ``key``."""
-    types = _field_types()
-    if key not in types:
-        raise ZooError(f"unknown setting {key!r}; known: {', '.join(sorted(types))}")
-    tp = types[key]
-    args = typing.get_args(tp)
-    optional = type(None) in args  # `X | None`
-    if optional and text.lower() in ("none", "null", ""):
-        return None
-    base = next(a for a in args if a is not type(None)) if optional else tp
-    origin = typing.get_origin(base)
-    try:
-        if base is bool:
-            if text.lower() in ("1", "true", "yes", "on"):
-                return True
-            if text.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(text)
-        if base is int:
-            return int(float(text)) if "e" in text.lower() else int(text)
-        if base is float:
-            return float(text)
-        if origin is list:
-            return [s for s in text.split(",") if s]
-        return text
-    except ValueError:
-        raise ZooError(f"--set {key}={text}: expected {getattr(base, '__name__', base)}") from None
-
-
-def _coerce(key: str, value: Any) -> Any:
-    """Values from a JSON config file: accept JSON types, convert strings via parse_value."""
-    if isinstance(value, str):
-        return parse_value(key, value)
-    if key not in _field_types():
-        raise ZooError(f"unknown setting {key!r} in config file; known: {', '.join(sorted(_field_types()))}")
-    return value
-
-
 def resolve_config(preset: str = "tiny", config_file: str | Path | None = None,
                    overrides: dict[str, Any] | None = None) -> TrainConfig:
     """Preset, then JSON config file, then explicit overrides (CLI flags, ``--set``); validated."""
     if preset not in PRESETS:
-        raise ZooError(f"unknown preset {preset!r}; use --preset one of {', '.join(PRESETS)}")
+        raise RprimError(f"unknown preset {preset!r}; use --preset one of {', '.join(PRESETS)}")
     values: dict[str, Any] = dict(PRESETS[preset])
     if config_file is not None:
         try:
             data = json.loads(Path(config_file).read_text())
         except (OSError, json.JSONDecodeError) as e:
-            raise ZooError(f"cannot read config file {config_file}: {e}; pass a JSON object of settings") from None
+            raise RprimError(f"cannot read config file {config_file}: {e}; pass a JSON object of settings") from None
         if not isinstance(data, dict):
-            raise ZooError(f"config file {config_file} must hold a JSON object of settings")
-        values.update({k: _coerce(k, v) for k, v in data.items()})
-    for k, v in (overrides or {}).items():
-        values[k] = _coerce(k, v)
+            raise RprimError(f"config file {config_file} must hold a JSON object of settings")
+        values.update(typed_values(TrainConfig, data, f"setting in {config_file}:"))
+    values.update(typed_values(TrainConfig, dict(overrides or {}), "--set"))
     return TrainConfig(**values).validate()
 
 
 def parse_sets(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
-    """``["lr=1e-3", "n_layers=12"]`` to typed values."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key:
-            raise ZooError(f"--set {item!r} is not KEY=VALUE; write e.g. --set lr=1e-3")
-        out[key] = parse_value(key, value.strip())
-    return out
+    """``["lr=1e-3", "n_layers=12"]`` to typed values (``--set``; dashes in keys allowed)."""
+    pairs = {k.replace("-", "_"): v for k, v in parse_pairs(items, "--set").items()}
+    return typed_values(TrainConfig, pairs, "--set")

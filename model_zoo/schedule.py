@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from rprim.model_zoo.errors import ZooError
+from rprim.core import RprimError
 
 
 def parse_schedule(spec: str, k: int) -> list[float]:
@@ -31,22 +31,22 @@ def parse_schedule(spec: str, k: int) -> list[float]:
         try:
             alpha = float(num)
         except ValueError:
-            raise ZooError(f"bad schedule {spec!r}; write prop-ALPHA (e.g. prop-2) or k fractions "
+            raise RprimError(f"bad schedule {spec!r}; write prop-ALPHA (e.g. prop-2) or k fractions "
                            "like 0.1,0.2,0.3,0.4") from None
         if not 0.0 <= alpha <= 3.0 or math.isnan(alpha):
-            raise ZooError(f"schedule alpha {alpha} is outside [0, 3]; use --schedule prop-0 ... prop-3")
+            raise RprimError(f"schedule alpha {alpha} is outside [0, 3]; use --schedule prop-0 ... prop-3")
         weights = [i ** alpha for i in range(1, k + 1)]
     else:
         try:
             weights = [float(x) for x in s.split(",") if x.strip()]
         except ValueError:
-            raise ZooError(f"bad schedule {spec!r}; write prop-ALPHA (e.g. prop-2) or k fractions "
+            raise RprimError(f"bad schedule {spec!r}; write prop-ALPHA (e.g. prop-2) or k fractions "
                            "like 0.1,0.2,0.3,0.4") from None
         if len(weights) != k:
-            raise ZooError(f"schedule {spec!r} has {len(weights)} stage fractions but the model has "
+            raise RprimError(f"schedule {spec!r} has {len(weights)} stage fractions but the model has "
                            f"{k} blocks (n_layers / block_size); give {k} fractions")
         if any(w < 0 or math.isnan(w) for w in weights) or sum(weights) <= 0:
-            raise ZooError(f"schedule fractions {spec!r} must be non-negative with a positive sum")
+            raise RprimError(f"schedule fractions {spec!r} must be non-negative with a positive sum")
     total = sum(weights)
     return [w / total for w in weights]
 
@@ -85,7 +85,7 @@ def make_stages(method: str, n_layers: int, block_size: int, schedule: str, tota
     if k > 1 and min(steps) < 1:
         need = next(t for t in range(k, 10 * k * k + 10**6)
                     if min(apportion(t, parse_schedule(schedule, k))) >= 1)
-        raise ZooError(f"{total_steps} steps leave a stage of the {schedule} schedule empty; "
+        raise RprimError(f"{total_steps} steps leave a stage of the {schedule} schedule empty; "
                        f"use --steps {need} or more")
     stages, start = [], 0
     for i, t in enumerate(steps, start=1):

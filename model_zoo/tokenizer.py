@@ -9,12 +9,10 @@ as a ``PreTrainedTokenizerFast`` with bos/eos/pad so it is saved and reloaded wi
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 from pathlib import Path
 from typing import Iterable
 
-from rprim.model_zoo.errors import ZooError
+from rprim.core import RprimError, atomic_folder
 
 BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
 RECIPE = "bytebpe-digits-v1"  # bump when the training recipe changes (invalidates caches)
@@ -26,7 +24,7 @@ def train_bpe(documents: Iterable[str], vocab_size: int):
     from transformers import PreTrainedTokenizerFast
 
     if vocab_size < 256 + 3:
-        raise ZooError(f"vocab_size {vocab_size} is below 259 (256 bytes + 3 specials); raise it")
+        raise RprimError(f"vocab_size {vocab_size} is below 259 (256 bytes + 3 specials); raise it")
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Digits(individual_digits=True),
@@ -47,10 +45,10 @@ def load_tokenizer(path: str | Path):
     try:
         tok = AutoTokenizer.from_pretrained(str(path))
     except Exception as e:  # noqa: BLE001 - any loader failure is a bad path for the user
-        raise ZooError(f"cannot load tokenizer from {path} ({type(e).__name__}); pass a folder with "
+        raise RprimError(f"cannot load tokenizer from {path} ({type(e).__name__}); pass a folder with "
                        "tokenizer.json / tokenizer_config.json") from None
     if tok.eos_token_id is None:
-        raise ZooError(f"tokenizer {path} has no eos token; documents are separated by eos, pick another")
+        raise RprimError(f"tokenizer {path} has no eos token; documents are separated by eos, pick another")
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -68,12 +66,6 @@ def cached_bpe(documents_fn, corpus_hash: str, vocab_size: int, cache_dir: Path)
     if (folder / "tokenizer.json").exists():
         return load_tokenizer(folder)
     tok = train_bpe(documents_fn(), vocab_size)
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tok.save_pretrained(str(tmp))
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(tmp, folder)
-    except OSError:  # another process won the race; use theirs
-        shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_folder(folder, keep_existing=True) as tmp:  # another process may win the race
+        tok.save_pretrained(str(tmp))
     return load_tokenizer(folder)

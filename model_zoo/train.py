@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -19,8 +18,9 @@ from typing import Any
 
 from rprim.model_zoo import checkpoint as ckpt
 from rprim.model_zoo import distributed as D
-from rprim.model_zoo.corpora import default_cache_dir, resolve_corpus
-from rprim.model_zoo.errors import ZooError
+from rprim.model_zoo.corpora import resolve_corpus
+from rprim.core import RprimError, write_json, write_text
+from rprim.core import cache_dir as core_cache_dir
 from rprim.model_zoo.flops import FlopModel, ratio_to_baseline, stage_flops
 from rprim.model_zoo.growth import grow_model, grow_state, load_state_by_name, optimizer_state_by_name
 from rprim.model_zoo.presets import TrainConfig
@@ -96,12 +96,12 @@ def _peak_flops(cfg: TrainConfig, device: str, world: int) -> float | None:
 def check_output(out: Path, resume: bool, overwrite: bool) -> None:
     """Refuse to clobber an existing run unless told how to treat it."""
     if resume and overwrite:
-        raise ZooError("pass either --resume (continue the run in the output folder) or --overwrite "
+        raise RprimError("pass either --resume (continue the run in the output folder) or --overwrite "
                        "(replace it), not both")
     if out.exists() and not out.is_dir():
-        raise ZooError(f"output {out} is a file; pass --out a folder path")
+        raise RprimError(f"output {out} is a file; pass --out a folder path")
     if out.is_dir() and any(out.iterdir()) and not (resume or overwrite):
-        raise ZooError(f"output folder {out} exists and is not empty; pass --resume to continue it, "
+        raise RprimError(f"output folder {out} exists and is not empty; pass --resume to continue it, "
                        "--overwrite to replace it, or another --out")
 
 
@@ -156,10 +156,10 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, overwrite:
     out = Path(out)
     check_output(out, resume, overwrite)
     stages = make_stages(cfg.method, cfg.n_layers, cfg.block_size, cfg.schedule, cfg.total_steps)
-    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else core_cache_dir()
     corpus = resolve_corpus(cfg.corpus, cache_dir, cfg.max_corpus_bytes)
     if not corpus.files:
-        raise ZooError(f"corpus {', '.join(cfg.corpus)} has no files; point --corpus at text files")
+        raise RprimError(f"corpus {', '.join(cfg.corpus)} has no files; point --corpus at text files")
 
     import torch
 
@@ -168,7 +168,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, overwrite:
     dist = D.init(cfg.device)
     if D.sharded(dist, cfg.parallel) and cfg.optimizer == "adafactor":
         D.shutdown(dist)
-        raise ZooError("Adafactor does not run on FSDP2-sharded parameters (torch's and transformers' "
+        raise RprimError("Adafactor does not run on FSDP2-sharded parameters (torch's and transformers' "
                        "implementations reject DTensors); use --set optimizer=adamw, or --set parallel=ddp")
     try:
         return _train(cfg, out, resume, overwrite, progress, quiet, stages, cache_dir, corpus, dist)
@@ -225,7 +225,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, overwrite: bool, progress:
     # --- batch geometry ---
     micro = cfg.micro_batch_size or cfg.batch_size // dist.world
     if micro < 1 or cfg.batch_size % (micro * dist.world):
-        raise ZooError(f"batch_size {cfg.batch_size} is not a multiple of micro_batch_size {micro} x "
+        raise RprimError(f"batch_size {cfg.batch_size} is not a multiple of micro_batch_size {micro} x "
                        f"{dist.world} ranks; change --set batch_size or micro_batch_size")
     accum = cfg.batch_size // (micro * dist.world)
     device = dist.device
@@ -248,7 +248,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, overwrite: bool, progress:
         payload = ckpt.load(resume_from)
         _check_resumable(payload["config"], cfg)
         if bool(payload.get("sharded")) != shard:
-            raise ZooError(f"checkpoint {resume_from.name} was written "
+            raise RprimError(f"checkpoint {resume_from.name} was written "
                            f"{'with' if payload.get('sharded') else 'without'} FSDP sharding; resume "
                            "with the same number of processes and parallel mode, or --overwrite")
         depth = int(payload["depth"])
@@ -409,7 +409,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, overwrite: bool, progress:
         model.generation_config.pad_token_id = tok.pad_token_id
         model.save_pretrained(str(out))
         tok.save_pretrained(str(out))
-        (out / "training_summary.json").write_text(json.dumps(summary, indent=1))
+        write_json(out / "training_summary.json", summary)
         _log(dist, f"done: {state.step} steps, {state.tokens:,} tokens, train loss {last_loss:.4f}, "
                    f"val loss {final_val:.4f}, {summary['wall_time_s']:.1f}s -> {out}", quiet)
     D.barrier(dist)
@@ -454,7 +454,7 @@ def _check_resumable(saved: dict[str, Any], cfg: TrainConfig) -> None:
     diffs = [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(saved) | set(now))
              if k not in RESUMABLE_CHANGES and k != "vocab_size" and saved.get(k) != now.get(k)]
     if diffs:
-        raise ZooError(f"--resume with settings that differ from the checkpoint's ({'; '.join(diffs)}); "
+        raise RprimError(f"--resume with settings that differ from the checkpoint's ({'; '.join(diffs)}); "
                        "use the original settings or --overwrite")
 
 
@@ -469,9 +469,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
                 keep.append(line)
         except (json.JSONDecodeError, KeyError):
             continue
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in keep))
-    os.replace(tmp, path)
+    write_text(path, "".join(line + "\n" for line in keep))
 
 
 def _summary(cfg, stages: list[Stage], state: _RunState, train_loss: float, val_loss: float,

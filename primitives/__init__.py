@@ -10,7 +10,7 @@ the ``rprim.primitives`` entry-point group). The canonical suite is ``suite_name
 
 from .base import (FEWSHOT_DELIMITER, GENERATOR_VERSION, SPLITS, GenerationStats, Primitive,
                    content_hash)
-from .errors import RprimError
+from rprim.core import RprimError
 from .registry import SUITE, families, get, names, register, resolve, suite_names
 from .render import formats, register_template
 from .suite import load_suite, suite_dir, write_suite

@@ -27,7 +27,7 @@ from typing import Any, Callable, ClassVar, Iterator
 
 import numpy as np
 
-from .errors import RprimError
+from rprim.core import RprimError
 from .render import Raw, Skeleton, Slot, compile_json, compile_template
 from .rng import Draws, attempt_keys, derived_keys, example_keys, row_hash, stream_key
 

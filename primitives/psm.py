@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .base import Primitive
-from .errors import RprimError
+from rprim.core import RprimError
 from .render import Raw, Skeleton, Slot
 from .rng import Draws
 

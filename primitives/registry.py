@@ -16,7 +16,7 @@ from typing import Any
 from .arithmetic import Arithmetic
 from .base import Primitive
 from .copying import Copying
-from .errors import RprimError
+from rprim.core import RprimError
 from .psm import PSM
 from .varassign import VarAssign
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import jinja2
 
-from .errors import RprimError
+from rprim.core import RprimError
 
 _OPEN, _CLOSE = "\ue000", "\ue001"  # private-use code points: never in task text
 _SENTINEL = re.compile(f"{_OPEN}([^{_CLOSE}]+){_CLOSE}")

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from .base import GENERATOR_VERSION
-from .errors import RprimError
-from .io import atomic_write, write_jsonl
+from rprim.core import RprimError
+from rprim.core import atomic_folder, check_output_folder, write_json
+
+from .io import write_jsonl
 from .registry import SUITE, get, resolve
 
 SUITE_N = 1000
@@ -28,23 +30,31 @@ def suite_dir() -> Path:
     return Path(str(resources.files("rprim.data") / "suite"))
 
 
+def check_suite_folder(out: str | Path) -> Path:
+    """The checks made before writing a suite: a new, empty or earlier suite folder."""
+    return check_output_folder(out, "suite", legacy=(MANIFEST,))
+
+
 def write_suite(out: str | Path, n: int = SUITE_N, seed: int = SUITE_SEED,
                 tasks: list[str] | None = None) -> dict[str, Any]:
-    """Write ``<task>.jsonl`` per task (test split, 0-shot) and ``manifest.json``; return it."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    """Write ``<task>.jsonl`` per task (test split, 0-shot) and ``manifest.json``; return it.
+
+    All files are written into a temp folder first and published together, so an interrupted
+    call leaves the previous suite (or nothing), never some tasks without a manifest.
+    """
+    out = check_suite_folder(out)
     entries = []
-    for name in tasks or list(SUITE):
-        task = get(name)
-        path = out / f"{task.name}.jsonl"
-        write_jsonl(task.iter_chunks(n, seed=seed, split="test"), path)
-        family, _ = resolve(name)
-        entries.append({"task": task.name, "family": family, "params": task.params, "n": n,
-                        "seed": seed, "split": "test", "generator_version": GENERATOR_VERSION,
-                        "file": path.name, "sha256": _sha256(path)})
-    manifest = {"generator_version": GENERATOR_VERSION, "n": n, "seed": seed, "tasks": entries}
-    with atomic_write(out / MANIFEST) as f:
-        f.write(json.dumps(manifest, indent=1) + "\n")
+    with atomic_folder(out, kind="suite") as tmp:
+        for name in tasks or list(SUITE):
+            task = get(name)
+            path = tmp / f"{task.name}.jsonl"
+            write_jsonl(task.iter_chunks(n, seed=seed, split="test"), path)
+            family, _ = resolve(name)
+            entries.append({"task": task.name, "family": family, "params": task.params, "n": n,
+                            "seed": seed, "split": "test", "generator_version": GENERATOR_VERSION,
+                            "file": path.name, "sha256": _sha256(path)})
+        manifest = {"generator_version": GENERATOR_VERSION, "n": n, "seed": seed, "tasks": entries}
+        write_json(tmp / MANIFEST, manifest)
     return manifest
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .base import Primitive
-from .errors import RprimError
+from rprim.core import RprimError
 from .render import Raw, Slot
 from .rng import Draws
 

@@ -10,19 +10,7 @@ import os
 
 import click
 
-
-def _batch_size(value: str) -> int | str:
-    if value == "auto":
-        return value
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        from rprim.primitives import RprimError
-
-        raise RprimError(f"--batch-size must be 'auto' or a positive integer (got {value!r})")
-    return n
+from rprim.core import RprimError, parse_batch_size, parse_device, parse_dtype
 
 
 def _quiet_transformers() -> None:
@@ -58,7 +46,7 @@ def _quiet_transformers() -> None:
               help="Write results.json and samples/<task>.jsonl into this folder.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow custom model code from the folder.")
 @click.option("--dtype", default="auto", show_default=True,
-              type=click.Choice(["auto", "fp32", "bf16", "fp16"]), help="auto: fp32 on CPU, bf16 on GPU.")
+              help="auto (fp32 on CPU, bf16 on GPU), fp32, bf16 or fp16 (float32, bfloat16, float16).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option("--max-new-tokens", default=None, type=int,
               help="Decoding budget (default: longest answer + 8 tokens).")
@@ -73,19 +61,19 @@ def eval_command(model: str, tasks: str, shots: int, n: int | None, seed: int, b
                  device: str, max_new_tokens: int | None, tensor_parallel_size: int,
                  max_model_len: int | None, threads: int | None) -> None:
     """Score a causal LM on the reasoning primitives (greedy exact match)."""
-    from rprim.primitives import RprimError
-
     from rprim.evaluators.evaluate import task_names
-    from rprim.evaluators.results import check_writable
+    from rprim.evaluators.results import check_results_folder
 
-    bs = _batch_size(batch_size)
+    bs = parse_batch_size(batch_size)
+    dtype = parse_dtype(dtype)
+    device = parse_device(device)
     names = task_names(tasks)
     if n is not None and n < 1:
         raise RprimError(f"--n must be a positive number of examples (got {n})")
     if max_new_tokens is not None and max_new_tokens < 1:
         raise RprimError(f"--max-new-tokens must be positive (got {max_new_tokens})")
     if out is not None:
-        check_writable(out)
+        check_results_folder(out)
     if backend == "vllm":
         from rprim.evaluators.vllm import require
 

@@ -11,7 +11,8 @@ from typing import Any, Callable
 
 import click
 
-from rprim.model_zoo.errors import ZooError
+from rprim.core import RprimError
+from rprim.core.options import parse_int
 
 
 def _common(f: Callable) -> Callable:
@@ -25,7 +26,7 @@ def _common(f: Callable) -> Callable:
         click.option("--corpus", multiple=True, help="stdlib-python | shakespeare | PATH (file or folder); repeatable."),
         click.option("--tokenizer", default=None, help="Existing HF tokenizer folder instead of training a BPE."),
         click.option("--steps", type=int, default=None, help="Optimizer steps."),
-        click.option("--tokens", type=int, default=None, help="Training tokens (sets steps)."),
+        click.option("--tokens", default=None, help="Training tokens (sets steps); 100e9 and 1_000_000 work."),
         click.option("--seed", type=int, default=None),
         click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
                      help="JSON object of settings (applied after the preset)."),
@@ -41,13 +42,13 @@ def _common(f: Callable) -> Callable:
 
 
 def _config(preset: str, method: str, block_size: int | None, schedule: str | None,
-            corpus: tuple[str, ...], tokenizer: str | None, steps: int | None, tokens: int | None,
+            corpus: tuple[str, ...], tokenizer: str | None, steps: int | None, tokens: str | None,
             seed: int | None, config_file: str | None, sets: tuple[str, ...],
             reset_optimizer_on_growth: bool | None, cache_dir: str | None):
     from rprim.model_zoo.presets import parse_sets, resolve_config
 
     if steps is not None and tokens is not None:
-        raise ZooError("pass --steps or --tokens, not both")
+        raise RprimError("pass --steps or --tokens, not both")
     flags: dict[str, Any] = {"method": method}
     for key, value in (("block_size", block_size), ("schedule", schedule), ("tokenizer", tokenizer),
                        ("seed", seed), ("cache_dir", cache_dir),
@@ -59,7 +60,10 @@ def _config(preset: str, method: str, block_size: int | None, schedule: str | No
     if steps is not None:
         flags.update(steps=steps, tokens=None)
     if tokens is not None:
-        flags["tokens"] = tokens
+        try:
+            flags["tokens"] = parse_int(tokens)
+        except ValueError:
+            raise RprimError(f"--tokens {tokens}: give a whole number such as 2000000 or 100e9") from None
     flags.update(parse_sets(sets))
     return resolve_config(preset, config_file, flags)
 

@@ -123,8 +123,8 @@ def test_duplicates_are_reported(tmp_path):
 
 
 @pytest.mark.parametrize("args,missing,extra", [
-    (["train", "--out", "{tmp}/run"], "torch", "rprim[torch]"),
-    (["eval", "--model", "{tmp}/m", "--n", "1"], "transformers", "rprim[torch]"),
+    (["train", "--out", "{tmp}/run"], "torch", "[torch]"),
+    (["eval", "--model", "{tmp}/m", "--n", "1"], "transformers", "[torch]"),
 ])
 def test_missing_optional_dependency_is_one_line(args, missing, extra, tmp_path, monkeypatch, capsys):
     """A data-only install (`pip install .`) running a model command: name the extra, exit 2."""

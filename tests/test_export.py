@@ -67,7 +67,7 @@ def test_export_errors_are_one_line(tmp_path):
     (tmp_path / "file").write_text("x")
     for args, needle in [(["lm-eval", "--out", str(tmp_path / "file")], "is a file"),
                          (["parquet", "--out", str(tmp_path / "x"), "--tasks", "nope"], "unknown task"),
-                         (["lm-eval", "--out", str(tmp_path / "no" / "such")], "does not exist")]:
+                         (["lm-eval", "--out", "/proc/rprim-export"], "not writable")]:
         r = subprocess.run([sys.executable, "-m", "rprim", "export", *args], capture_output=True, text=True)
         assert r.returncode == 2 and needle in r.stderr and r.stderr.count("\n") == 1, r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing half-written

@@ -12,7 +12,7 @@ pytest.importorskip("tokenizers")
 
 from rprim.model_zoo.corpora import resolve_corpus  # noqa: E402
 from rprim.model_zoo.data import PackedTokens, Sampler, cached_token_file  # noqa: E402
-from rprim.model_zoo.errors import ZooError  # noqa: E402
+from rprim.core import RprimError  # noqa: E402
 from rprim.model_zoo.tokenizer import cached_bpe, tokenizer_hash, train_bpe  # noqa: E402
 
 DOCS = [f"def f{i}(x):\n    return x * {i * 37} + {i}\n\n# line {i}\n" for i in range(300)]
@@ -65,7 +65,7 @@ def test_packing_and_split():
     assert w.shape == (2, 11) and w[0, 0] == 0 and w[0, -1] == 10 and w[1, 0] == 890
     v = p.val_windows(0, 10)
     assert int(v[0, 0]) == 900 and int(v[:, 0].max()) == 990
-    with pytest.raises(ZooError, match="seq_len"):
+    with pytest.raises(RprimError, match="seq_len"):
         PackedTokens(np.arange(15, dtype=np.uint16), 10, 0.1)
 
 
@@ -83,21 +83,21 @@ def test_sampler_state_resumes_exactly():
     assert sorted(flat[:37]) == list(range(37))  # first epoch is a permutation
     assert flat[:37] != list(range(37))
     assert Sampler(37, seed=4).take(8) != seq[0]
-    with pytest.raises(ZooError):
+    with pytest.raises(RprimError):
         Sampler(36, seed=3).load_state_dict(state)
 
 
 def test_corpus_errors(tmp_path):
-    with pytest.raises(ZooError, match="--corpus"):
+    with pytest.raises(RprimError, match="--corpus"):
         resolve_corpus([str(tmp_path / "missing")], tmp_path, None)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ZooError, match="--corpus"):
+    with pytest.raises(RprimError, match="--corpus"):
         resolve_corpus([str(tmp_path / "empty")], tmp_path, None)
     j = tmp_path / "d.jsonl"
     j.write_text('{"text": "a b c"}\n{"text": "d e"}\n')
     assert list(resolve_corpus([str(j)], tmp_path, None).documents()) == ["a b c", "d e"]
     j.write_text('{"body": "a"}\n')
-    with pytest.raises(ZooError, match="text"):
+    with pytest.raises(RprimError, match="text"):
         list(resolve_corpus([str(j)], tmp_path, None).documents())
 
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from rprim.model_zoo.errors import ZooError
+from rprim.core import RprimError
 from rprim.model_zoo.growth import copied_block, grow_layers, grow_state, new_positions, source_indices
 
 
@@ -44,9 +44,9 @@ def test_midas_block_choice_matches_spec():
 
 
 def test_grow_rejects_bad_block_size():
-    with pytest.raises(ZooError):
+    with pytest.raises(RprimError):
         source_indices(5, 2, "midas")
-    with pytest.raises(ZooError):
+    with pytest.raises(RprimError):
         copied_block(2, "baseline")
 
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from rprim.model_zoo.errors import ZooError
+from rprim.core import RprimError
 from rprim.model_zoo.flops import (FlopModel, analytic_ratio, head_flops_per_token, layer_params,
                                    ratio_to_baseline, rounded_ratio, stage_flops)
 from rprim.model_zoo.presets import PRESETS, parse_sets, resolve_config
@@ -53,9 +53,9 @@ def test_explicit_fractions_and_bad_schedules():
     st = make_stages("gradstack", 4, 1, "0.1,0.2,0.3,0.4", 100)
     assert [s.steps for s in st] == [10, 20, 30, 40]
     for bad in ("prop-4", "prop-x", "0.5,0.5", "fast", "-1,1,1,1"):
-        with pytest.raises(ZooError):
+        with pytest.raises(RprimError):
             parse_schedule(bad, 4)
-    with pytest.raises(ZooError, match="--steps"):
+    with pytest.raises(RprimError, match="--steps"):
         make_stages("midas", 24, 4, "prop-3", 20)
 
 
@@ -115,11 +115,11 @@ def test_config_overrides_and_errors(tmp_path):
     bad = [("tiny", {"method": "stack"}), ("huge", {}), ("tiny", {"block_size": 3}),
            ("tiny", {"schedule": "prop-9"}), ("tiny", {"n_heads": 5}), ("tiny", {"nope": 1})]
     for preset, ov in bad:
-        with pytest.raises(ZooError):
+        with pytest.raises(RprimError):
             resolve_config(preset, overrides=ov)
-    with pytest.raises(ZooError):
+    with pytest.raises(RprimError):
         parse_sets(["lr"])
-    with pytest.raises(ZooError):
+    with pytest.raises(RprimError):
         parse_sets(["steps=ten"])
     assert math.isclose(resolve_config("tiny", overrides={"tokens": 4097}).total_steps,
                         -(-4097 // (16 * 128)))

@@ -5,4 +5,5 @@ class RprimError(ValueError):
     """Bad input from the user. The message is one line that names the problem and the fix.
 
     The CLI prints it as ``rprim: error: <message>`` and exits with status 2, no traceback.
+    Every package raises this type (data, evaluator, trainer), so callers catch one thing.
     """
