@@ -24,9 +24,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from rprim import cli_data, cli_eval, cli_finetune, cli_zoo  # light: click only
+    from rprim import cli_data, cli_eval, cli_finetune, cli_study, cli_zoo  # light: click only
 
-    for module in (cli_data, cli_eval, cli_finetune, cli_zoo):
+    for module in (cli_data, cli_eval, cli_finetune, cli_zoo, cli_study):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -1,0 +1,235 @@
+"""``rprim report``: models x task groups, gains over a baseline, paired tests, figures.
+
+    >>> from rprim.evaluators import report
+    >>> r = report.load(["study/results/baseline", "study/results/midas"])
+    >>> r.frame()          # pandas: model, group, accuracy, ci95_lo, ci95_hi, k, n, gain, ...
+    >>> r.write("study/report")   # report.md, *.png, report.html (self-contained)
+
+What each number is:
+
+- accuracy of a task group: pooled correct / pooled examples over its tasks, Wilson 95%
+  interval on the pooled counts (:mod:`.stats`); fine-tuning: mean ± standard deviation over
+  the protocol's seeds (each seed's score is itself a mean over evaluation steps);
+- gain over the baseline: the difference of accuracies, with Newcombe's 95% interval;
+- paired test: McNemar on the examples both models were scored on, matched by id (exact
+  binomial when the discordant pairs are fewer than 25, else chi-square with continuity);
+- equal validation loss: each model's accuracy interpolated linearly between its checkpoints
+  at the baseline's final validation loss, since stacking may reach a loss at other times.
+
+Inputs and their layout: :mod:`.report_data`. Rendering: :mod:`.report_render`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+from rprim.core import RprimError, atomic_folder, check_output_folder
+
+from . import stats
+from .scoring import wilson
+from .report_data import (Checkpoint, ModelResults, _group_key, correct_count, load_model,
+                          task_groups)
+
+REPORT_KIND = "report"
+
+
+class Report:
+    """The comparison of ``models`` against the one named ``baseline``."""
+
+    def __init__(self, models: list[ModelResults], baseline: str):
+        self.models = models
+        self.baseline = baseline
+        self._by_name = {m.name: m for m in models}
+        if baseline not in self._by_name:
+            raise RprimError(f"baseline {baseline!r} is not one of the models "
+                             f"({', '.join(self._by_name)})")
+
+    # ------------------------------------------------------------------ lookups
+    def model(self, name: str) -> ModelResults:
+        return self._by_name[name]
+
+    @property
+    def base(self) -> ModelResults:
+        return self._by_name[self.baseline]
+
+    @property
+    def others(self) -> list[ModelResults]:
+        return [m for m in self.models if m.name != self.baseline]
+
+    def groups(self) -> list[str]:
+        """Pretraining task groups present in any model, in the paper's order."""
+        found = {g for m in self.models for t in m.tasks for g in task_groups(t)}
+        return sorted(found, key=_group_key)
+
+    def finetune_groups(self) -> list[str]:
+        found: list[str] = []
+        for m in self.models:
+            found += [g for g in m.finetune_scores() if g not in found]
+        return found
+
+    # ------------------------------------------------------------------ the table
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per (model, group): the table behind ``frame()``, the markdown and the plot."""
+        base_pre = self.base.group_counts()
+        base_ft = self.base.finetune_scores()
+        out = []
+        for m in self.models:
+            counts = m.group_counts()
+            for g in self.groups():
+                if g in counts:
+                    out.append(self._pre_row(m, g, counts[g], base_pre.get(g)))
+            for g, (mean, std, seeds) in m.finetune_scores().items():
+                b = base_ft.get(g)
+                out.append({"model": m.name, "group": g, "kind": "finetune", "accuracy": mean,
+                            "ci95_lo": None, "ci95_hi": None, "k": None, "n": None, "std": std,
+                            "seeds": seeds, "gain": (mean - b[0]) if b else None,
+                            "gain_lo": None, "gain_hi": None, "val_loss": m.val_loss})
+        return out
+
+    def _pre_row(self, m: ModelResults, g: str, p: stats.Pooled, b: stats.Pooled | None) -> dict[str, Any]:
+        lo, hi = p.ci95
+        gain = glo = ghi = None
+        if b is not None and b.n and p.n:
+            gain = p.accuracy - b.accuracy
+            glo, ghi = stats.difference_interval(p.k, p.n, b.k, b.n)
+        return {"model": m.name, "group": g, "kind": "pretrain", "accuracy": p.accuracy,
+                "ci95_lo": lo, "ci95_hi": hi, "k": p.k, "n": p.n, "std": None, "seeds": None,
+                "gain": gain, "gain_lo": glo, "gain_hi": ghi, "val_loss": m.val_loss}
+
+    def frame(self) -> Any:
+        """The table as a pandas DataFrame (one row per model and task group)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rows())
+
+    def task_rows(self) -> list[dict[str, Any]]:
+        """Per-task accuracy of every model (the evaluator's own numbers)."""
+        out = []
+        for m in self.models:
+            for name, t in m.tasks.items():
+                lo, hi = t.get("ci95") or wilson(correct_count(t), t["n"])
+                out.append({"model": m.name, "task": name, "accuracy": t["accuracy"],
+                            "ci95_lo": lo, "ci95_hi": hi, "n": t["n"], "chance": t.get("chance")})
+        return out
+
+    def gains(self) -> tuple[list[str], dict[str, list[float | None]], dict[str, list[tuple]]]:
+        """(groups, gain per model, 95% interval per model) for the gain plot: the same numbers
+        as the ``gain`` columns of :meth:`rows` (pretraining and fine-tuning groups)."""
+        groups = self.groups() + self.finetune_groups()
+        by = {(r["model"], r["group"]): r for r in self.rows()}
+        gains: dict[str, list[float | None]] = {}
+        errors: dict[str, list[tuple]] = {}
+        for m in self.others:
+            rows = [by.get((m.name, g)) for g in groups]
+            gains[m.name] = [r["gain"] if r else None for r in rows]
+            errors[m.name] = [(r["gain_lo"], r["gain_hi"]) if r and r["gain_lo"] is not None
+                              else (None, None) for r in rows]
+        return groups, gains, errors
+
+    # ------------------------------------------------------------------ paired tests
+    def paired(self, a: str, b: str) -> list[dict[str, Any]]:
+        """McNemar per task group (and over all tasks) between models ``a`` and ``b``, on the
+        examples both were scored on (matched by id)."""
+        ma, mb = self.model(a), self.model(b)
+        per_group: dict[str, list[int]] = {}
+        for task in sorted(ma.tasks.keys() & mb.tasks.keys()):
+            both, only_a, only_b, neither, unmatched = stats.paired_counts(ma.correct(task), mb.correct(task))
+            for g in (*task_groups(task), "all tasks"):
+                acc = per_group.setdefault(g, [0, 0, 0, 0, 0])
+                for i, v in enumerate((both, only_a, only_b, neither, unmatched)):
+                    acc[i] += v
+        out = []
+        for g in sorted(per_group, key=lambda x: (x == "all tasks", _group_key(x))):
+            both, only_a, only_b, neither, unmatched = per_group[g]
+            test = stats.mcnemar(only_a, only_b, both, neither)
+            out.append({"a": a, "b": b, "group": g, **test.to_dict(), "unmatched": unmatched})
+        return out
+
+    # ------------------------------------------------------------------ checkpoints, equal loss
+    def curve(self, m: ModelResults, group: str) -> list[tuple[float, float]]:
+        """(validation loss, accuracy on ``group``) at each checkpoint and at the end."""
+        pts = []
+        for c in [*m.checkpoints, Checkpoint("final", None, None, m.val_loss, m.tasks)]:
+            p = m.group_counts(c.tasks).get(group)
+            if c.val_loss is not None and p is not None and p.n:
+                pts.append((c.val_loss, p.accuracy))
+        return pts
+
+    def checkpoint_rows(self) -> list[dict[str, Any]]:
+        out = []
+        for m in self.models:
+            for c in [*m.checkpoints, Checkpoint("final", None, (m.summary or {}).get("tokens"),
+                                                 m.val_loss, m.tasks)]:
+                for g, p in sorted(m.group_counts(c.tasks).items(), key=lambda x: _group_key(x[0])):
+                    out.append({"model": m.name, "checkpoint": c.name, "step": c.step,
+                                "tokens": c.tokens, "val_loss": c.val_loss, "group": g,
+                                "accuracy": p.accuracy, "n": p.n})
+        return out
+
+    def equal_loss(self) -> list[dict[str, Any]]:
+        """Each model's accuracy at the baseline's final validation loss, per group."""
+        target = self.base.val_loss
+        out = []
+        if target is None:
+            return out
+        for m in self.others:
+            for g in self.groups():
+                base_pts, pts = self.curve(self.base, g), self.curve(m, g)
+                acc = stats.interpolate([p[0] for p in pts], [p[1] for p in pts], target)
+                base_acc = stats.interpolate([p[0] for p in base_pts], [p[1] for p in base_pts], target)
+                span = (min(p[0] for p in pts), max(p[0] for p in pts)) if pts else None
+                out.append({"model": m.name, "group": g, "val_loss": target, "accuracy": acc,
+                            "baseline_accuracy": base_acc,
+                            "difference": None if acc is None or base_acc is None else acc - base_acc,
+                            "loss_span": span})
+        return out
+
+    # ------------------------------------------------------------------ output
+    def write(self, out: str | Path, notes: Iterable[str] = (), title: str = "rprim report") -> Path:
+        """Write ``report.md``, the PNG figures and ``report.html`` into ``out`` (atomically;
+        a previous report there is updated, other files are kept)."""
+        from . import report_render
+
+        out = check_report_folder(out)
+        with atomic_folder(out, kind=REPORT_KIND) as tmp:
+            report_render.write(self, tmp, list(notes), title)
+        return out
+
+
+def check_report_folder(out: str | Path) -> Path:
+    """RprimError unless ``out`` can hold a report (checked before reading any results)."""
+    return check_output_folder(out, REPORT_KIND, legacy=("report.md",))
+
+
+def load(paths: Iterable[str | Path], baseline: str | None = None) -> Report:
+    """A :class:`Report` over the results folders ``paths``; ``baseline`` is a model name
+    (default: a model named ``baseline``, else the first)."""
+    paths = [Path(p).expanduser() for p in paths]
+    if not paths:
+        raise RprimError("no results folders given; pass one or more folders written by rprim eval --out")
+    if len({p.resolve() for p in paths}) < len(paths):
+        raise RprimError("a results folder is given twice; pass each model once")
+    names = _names(paths)
+    if len(set(names)) < len(names):
+        raise RprimError(f"two results folders have the same name ({', '.join(names)}); "
+                         "give the models folders with distinct names")
+    if baseline is not None and baseline not in names:
+        raise RprimError(f"--baseline {baseline!r} is not one of the models ({', '.join(names)}); "
+                         "name one of the results folders")
+    models = [load_model(p, n) for p, n in zip(paths, names)]
+    return Report(models, baseline or ("baseline" if "baseline" in names else names[0]))
+
+
+def _names(paths: list[Path]) -> list[str]:
+    """Folder names, made unique with their parent's name where two are the same."""
+    base = [p.resolve().name for p in paths]
+    return [f"{p.resolve().parent.name}/{b}" if base.count(b) > 1 else b for p, b in zip(paths, base)]
+
+
+def fmt(x: float | None, digits: int = 3) -> str:
+    return "–" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{digits}f}"
+
+
+__all__ = ["Report", "check_report_folder", "load", "load_model"]

@@ -1,0 +1,483 @@
+"""``rprim study``: Baseline vs GradStack vs MIDAS, end to end, as the paper compares them.
+
+One call trains the methods on the same data order and token budget (same seed, same sampler,
+same steps; GradStack and MIDAS with the same schedule and block size), evaluates snapshots at
+several token counts and the final models on the 5-shot suite, runs the fine-tuning protocol
+on each final model, runs both layer analyses, and writes the report. Layout of ``--out``:
+
+    study.json                          the settings (a rerun with other settings is refused)
+    runs/<method>/                      the trainer's run folder (HF model, snapshots/, checkpoints/)
+    results/<method>/                   eval of the final model: results.json, samples/,
+        training_summary.json           a copy of the run's summary
+        checkpoints/step-NNNNNNNN/      eval of each periodic snapshot (+ its snapshot.json)
+        finetune/results.json           the fine-tuning protocol
+        analysis/similarity/, analysis/linearity/
+    report/                             report.md, report.html, PNGs, report.json
+
+Every part's output folder is its done-marker, written atomically: a rerun skips finished parts
+and an interrupted study resumes (training from its latest checkpoint). This module is the top
+layer: it may import every package.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from rprim.core import (RprimError, atomic_folder, check_output_folder, folder_lock, write_json)
+
+STUDY_KIND = "study"
+STUDY_FILE = "study.json"
+METHODS = ("baseline", "gradstack", "midas")
+ANALYSIS_KINDS = {"similarity": "similarity", "linearity": "linearity"}
+DEFAULT_MIX = "varassign:0.2,copying:0.05,psm:0.05,arithmetic:0.05"
+
+
+@dataclass(frozen=True)
+class StudyPreset:
+    """What a study trains and measures. ``train``: TrainConfig overrides on ``train_preset``."""
+
+    name: str
+    train_preset: str
+    train: dict[str, Any]
+    mix: str | None = DEFAULT_MIX
+    snapshots: int = 4                  # periodic snapshots per run (every steps // snapshots)
+    eval_n: int = 100                   # examples per task for the final models
+    snapshot_eval_n: int = 50           # examples per task for the snapshots
+    shots: int = 5
+    finetune: dict[str, Any] = field(default_factory=dict)   # FinetuneConfig fields
+    linearity_tokens: int | None = None
+    rates: dict[str, float] = field(default_factory=dict)    # prior seconds per unit (ETA)
+    note: str = ""
+
+
+PRESETS: dict[str, StudyPreset] = {
+    # CPU, a few minutes: the tiny trainer preset with a context that holds the 5-shot suite
+    # (5-shot varassign-code-d2 is ~870 tokens with the tiny BPE), same tokens per step.
+    "tiny": StudyPreset(
+        "tiny", "tiny", {"seq_len": 1024, "batch_size": 2, "steps": 300, "ckpt_every": 75},
+        eval_n=100, snapshot_eval_n=40,
+        finetune={"examples": 32, "seeds": (0,), "steps": 24, "eval_start": 16, "eval_end": 24,
+                  "eval_every": 8, "eval_n": 100, "lr": 1e-3, "optimizer": "adamw"},
+        rates={"train": 1 / 3000, "eval": 1 / 80, "finetune": 1.5, "analysis": 4.0, "report": 6.0},
+        note="The tiny study's fine-tuning protocol is reduced to fit a CPU: 1 seed, 32 examples, "
+             "24 steps of AdamW, accuracy averaged over steps 16 and 24 on 100 held-out examples "
+             "per depth (the paper: 3 seeds, 64 examples, 300 steps of Adafactor, steps 200..300, "
+             "1000 examples)."),
+    # One GPU, under 15 minutes: the small trainer preset (12 layers, d 768) at context 1024.
+    "small": StudyPreset(
+        "small", "small", {"seq_len": 1024, "batch_size": 32, "steps": 2000, "warmup_steps": 100,
+                           "eval_every": 250, "ckpt_every": 500},
+        eval_n=500, snapshot_eval_n=200,
+        finetune={"examples": 64, "seeds": (0, 1, 2), "steps": 300, "eval_start": 200,
+                  "eval_end": 300, "eval_every": 25, "eval_n": 500},
+        rates={"train": 1 / 500_000, "eval": 1 / 400, "finetune": 0.05, "analysis": 10.0, "report": 8.0},
+        note="The small study's fine-tuning protocol evaluates every 25 steps of the window on 500 "
+             "held-out examples per depth (the paper: every step, 1000 examples)."),
+}
+
+
+# ----------------------------------------------------------------------------- settings
+@dataclass
+class StudySettings:
+    """A resolved study: the preset plus the user's choices; ``study.json`` holds it."""
+
+    preset: StudyPreset
+    out: Path
+    methods: tuple[str, ...]
+    mix: str | None
+    corpus: tuple[str, ...] = ()
+    sets: dict[str, Any] = field(default_factory=dict)     # extra TrainConfig overrides
+    threads: int | None = None
+
+    def train_overrides(self, method: str) -> dict[str, Any]:
+        """TrainConfig overrides of one method's run (all but ``method`` shared by every run)."""
+        values = {**self.preset.train, **self.sets, "method": method}
+        if self.corpus:
+            values["corpus"] = list(self.corpus)
+        if self.mix:
+            values["mix"] = self.mix
+        steps = values.get("steps") if values.get("tokens") is None else None
+        if steps:
+            every = max(1, int(steps) // self.preset.snapshots)
+            values.setdefault("snapshot_every", every)
+        values.setdefault("snapshot_growth", True)
+        if self.threads:
+            values["threads"] = self.threads
+        return values
+
+    def record(self) -> dict[str, Any]:
+        """What must match for a rerun to continue this study (methods may be added)."""
+        p = self.preset
+        return {"preset": p.name, "train_preset": p.train_preset,
+                "train": {k: v for k, v in self.train_overrides("baseline").items()
+                          if k not in ("method", "threads")},
+                "mix": self.mix, "snapshots": p.snapshots, "eval_n": p.eval_n,
+                "snapshot_eval_n": p.snapshot_eval_n, "shots": p.shots,
+                "finetune": {k: list(v) if isinstance(v, tuple) else v for k, v in p.finetune.items()}}
+
+
+def parse_methods(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+    bad = [n for n in names if n not in METHODS]
+    if not names or bad:
+        raise RprimError(f"--methods {text!r}: use a comma-separated subset of {', '.join(METHODS)}")
+    return names
+
+
+def resolve(preset: str | StudyPreset, out: str | Path, methods: str | tuple[str, ...] = METHODS,
+            mix: str | None = "default", corpus: tuple[str, ...] = (), sets: dict[str, Any] | None = None,
+            steps: int | None = None, threads: int | None = None) -> StudySettings:
+    """Check every argument (before any work) and return the study's settings.
+
+    ``mix``: ``"default"`` = the preset's, ``None``/``"none"`` = no mix, else a mix spec.
+    """
+    if isinstance(preset, str):
+        if preset not in PRESETS:
+            raise RprimError(f"unknown study preset {preset!r}; use --preset one of {', '.join(PRESETS)}")
+        preset = PRESETS[preset]
+    names = parse_methods(methods) if isinstance(methods, str) else tuple(methods)
+    if mix == "default":
+        mix = preset.mix
+    elif mix is not None and mix.strip().lower() in ("none", ""):
+        mix = None
+    if threads is not None and threads < 1:
+        raise RprimError(f"--threads must be a positive integer (got {threads})")
+    extra = dict(sets or {})
+    if steps is not None:
+        if steps < preset.snapshots:
+            raise RprimError(f"--steps {steps} is too few for {preset.snapshots} snapshots; pass at "
+                             f"least {preset.snapshots}")
+        extra.update(steps=steps, tokens=None)
+    s = StudySettings(preset, Path(out).expanduser(), names, mix, tuple(corpus), extra, threads)
+    for m in names:  # every run's config must validate now, not after the first run trained
+        train_config(s, m)
+    _check_out(s)
+    return s
+
+
+def train_config(s: StudySettings, method: str) -> Any:
+    """The validated TrainConfig of ``method``'s run."""
+    from rprim.model_zoo.presets import TrainConfig, resolve_config
+
+    values = s.train_overrides(method)
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    missing = [k for k in ("mix", "snapshot_every", "snapshot_growth") if k in values and k not in known]
+    if "mix" in missing:
+        raise RprimError("this rprim's trainer has no pretraining mix; pass --mix none")
+    for k in missing:
+        values.pop(k)
+    return resolve_config(s.preset.train_preset, None, values)
+
+
+def _check_out(s: StudySettings) -> None:
+    check_output_folder(s.out, STUDY_KIND, flag="--out", legacy=(STUDY_FILE,))
+    path = s.out / STUDY_FILE
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            old = None
+        new = json.loads(json.dumps(s.record()))
+        if not isinstance(old, dict) or old.get("settings") != new:
+            diffs = _diff(old.get("settings") if isinstance(old, dict) else None, new)
+            raise RprimError(f"{s.out} holds a study with other settings ({diffs}); rerun with the same "
+                             "settings to continue it, or pass a new --out")
+
+
+def _diff(old: Any, new: dict[str, Any]) -> str:
+    if not isinstance(old, dict):
+        return "unreadable study.json"
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys)[:300]
+
+
+# ----------------------------------------------------------------------------- parts
+@dataclass
+class Part:
+    """One resumable piece of the study: its output folder is its done-marker."""
+
+    label: str
+    kind: str                   # train | eval | finetune | analysis | report (ETA rate)
+    units: float                # work in the kind's unit (tokens x FLOP ratio, examples, steps)
+    done: Callable[[], bool]
+    run: Callable[[], None]
+
+
+def run_dir(s: StudySettings, method: str) -> Path:
+    return s.out / "runs" / method
+
+
+def results_dir(s: StudySettings, method: str) -> Path:
+    return s.out / "results" / method
+
+
+def _log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def train_part(s: StudySettings, method: str) -> Part:
+    from rprim.model_zoo.train import plan
+
+    cfg = train_config(s, method)
+    p = plan(cfg)
+    folder = run_dir(s, method)
+
+    def run() -> None:
+        from rprim.model_zoo import checkpoint as ckpt
+        from rprim.model_zoo.train import train
+
+        resume = ckpt.latest(folder / "checkpoints") is not None
+        train(cfg, folder, resume=resume, overwrite=folder.exists() and not resume,
+              progress=True, quiet=False)
+
+    return Part(f"train {method} ({p['steps']} steps, {p['tokens']:,} tokens, FLOP ratio "
+                f"{p['flop_ratio']:.3f})", "train", p["tokens"] * p["flop_ratio"],
+                lambda: (folder / "training_summary.json").is_file(), run)
+
+
+def _evaluate(model: Path, out: Path, n: int, shots: int, extra: dict[str, Path]) -> None:
+    """Score ``model`` on the suite into results folder ``out``; copy ``extra`` files beside."""
+    from rprim.evaluators import evaluate
+
+    res = evaluate(str(model.resolve()), tasks="suite", shots=shots, n=n, progress=True)
+    res.save(out)
+    _copy_beside(out, extra)
+
+
+def _copy_beside(out: Path, extra: dict[str, Path]) -> None:
+    for name, src in extra.items():
+        if src.is_file() and not (out / name).is_file():
+            shutil.copyfile(src, out / f".{name}.tmp")
+            (out / f".{name}.tmp").replace(out / name)
+
+
+def eval_final_part(s: StudySettings, method: str) -> Part:
+    out, run = results_dir(s, method), run_dir(s, method)
+    n = s.preset.eval_n
+    extra = {"training_summary.json": run / "training_summary.json"}
+
+    def done() -> bool:
+        ok = (out / "results.json").is_file()
+        if ok:
+            _copy_beside(out, extra)
+        return ok
+
+    return Part(f"evaluate {method} final model (5-shot suite, {n} per task)", "eval", 14 * n, done,
+                lambda: _evaluate(run, out, n, s.preset.shots, extra))
+
+
+def periodic_snapshots(s: StudySettings, method: str) -> list[Path]:
+    """The run's snapshots taken every ``snapshot_every`` steps (growth snapshots left out)."""
+    cfg = train_config(s, method).to_dict()
+    every, total = cfg.get("snapshot_every") or 0, train_config(s, method).total_steps
+    snaps = []
+    for p in sorted((run_dir(s, method) / "snapshots").glob("step-*")):
+        try:
+            step = int(json.loads((p / "snapshot.json").read_text(encoding="utf-8"))["step"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if every and step % every == 0 and step < total:  # the final model is scored apart
+            snaps.append(p)
+    return snaps
+
+
+def eval_snapshots_part(s: StudySettings, method: str) -> Part:
+    n = s.preset.snapshot_eval_n
+    base = results_dir(s, method) / "checkpoints"
+    count = max(0, s.preset.snapshots - 1)
+
+    def todo() -> list[Path]:
+        return [p for p in periodic_snapshots(s, method) if not (base / p.name / "results.json").is_file()]
+
+    def run() -> None:
+        for p in todo():
+            _log(f"  snapshot {p.name}")
+            _evaluate(p, base / p.name, n, s.preset.shots, {"snapshot.json": p / "snapshot.json"})
+
+    return Part(f"evaluate {method} snapshots ({n} per task each)", "eval", 14 * n * count,
+                lambda: not todo(), run)
+
+
+def finetune_part(s: StudySettings, method: str) -> Part:
+    from rprim.evaluators import finetune as F
+
+    cfg = F.FinetuneConfig(**s.preset.finetune)
+    cfg.check()
+    out = results_dir(s, method) / "finetune"
+    units = len(cfg.seeds) * (cfg.steps + len(cfg.eval_steps) * len(cfg.tasks) * cfg.eval_n / 50)
+
+    def run() -> None:
+        results = F.finetune(str(run_dir(s, method).resolve()), cfg, log=lambda m: _log("  " + m))
+        F.save_results(results, out)
+
+    return Part(f"fine-tune {method} ({len(cfg.seeds)} seed(s) x {cfg.steps} steps)", "finetune", units,
+                lambda: (out / "results.json").is_file(), run)
+
+
+def check_analysis_out(out: str | Path, kind: str) -> Path:
+    """RprimError unless ``out`` can hold an analysis of ``kind`` (similarity, linearity)."""
+    from rprim.evaluators import figures
+
+    figures.require()
+    return check_output_folder(out, kind, legacy=(f"{kind}.json",))
+
+
+def write_similarity(result: dict[str, Any], out: str | Path) -> Path:
+    """``similarity.json`` and ``similarity.png`` (one heat map per snapshot) into ``out``."""
+    from rprim.evaluators import figures
+
+    out = check_analysis_out(out, ANALYSIS_KINDS["similarity"])
+    with atomic_folder(out, kind=ANALYSIS_KINDS["similarity"]) as tmp:
+        write_json(tmp / "similarity.json", result)
+        maps = [(sn["label"], sn["similarity"]) for sn in result["snapshots"]]
+        figures.save(figures.heatmaps(maps, f"block similarity, block size {result['block_size']}: "
+                                            f"{result['model']}"), tmp / "similarity.png")
+    return out
+
+
+def write_linearity(result: dict[str, Any], out: str | Path) -> Path:
+    """``linearity.json`` and ``linearity.png`` into ``out``."""
+    from rprim.evaluators import figures
+
+    out = check_analysis_out(out, ANALYSIS_KINDS["linearity"])
+    with atomic_folder(out, kind=ANALYSIS_KINDS["linearity"]) as tmp:
+        write_json(tmp / "linearity.json", result)
+        figures.save(figures.linearity({Path(result["model"]).name: result["layers"]}), tmp / "linearity.png")
+    return out
+
+
+def analysis_part(s: StudySettings, method: str) -> Part:
+    base = results_dir(s, method) / "analysis"
+
+    def done() -> bool:
+        return (base / "similarity" / "similarity.json").is_file() and \
+            (base / "linearity" / "linearity.json").is_file()
+
+    def run() -> None:
+        from rprim.model_zoo import analysis as A
+
+        folder = run_dir(s, method)
+        if not (base / "similarity" / "similarity.json").is_file():
+            write_similarity(A.similarity(folder), base / "similarity")
+        if not (base / "linearity" / "linearity.json").is_file():
+            write_linearity(A.linearity(folder, tokens=s.preset.linearity_tokens), base / "linearity")
+
+    return Part(f"analyze {method} (block similarity, linearity)", "analysis", 1.0, done, run)
+
+
+def report_part(s: StudySettings, timings: dict[str, float]) -> Part:
+    def run() -> None:
+        from rprim.evaluators import report as R
+
+        folders = [results_dir(s, m) for m in s.methods if (results_dir(s, m) / "results.json").is_file()]
+        rep = R.load(folders, "baseline" if "baseline" in s.methods else None)
+        rep.write(s.out / "report", notes=study_notes(s, timings),
+                  title=f"rprim study ({s.preset.name} preset)")
+
+    return Part("write the report", "report", 1.0, lambda: False, run)
+
+
+def study_notes(s: StudySettings, timings: dict[str, float]) -> list[str]:
+    cfg = train_config(s, s.methods[0])
+    notes = [f"Study preset `{s.preset.name}` (trainer preset `{s.preset.train_preset}`): "
+             f"{cfg.n_layers} layers, d_model {cfg.d_model}, context {cfg.seq_len}, "
+             f"{cfg.total_steps} steps of {cfg.tokens_per_step:,} tokens, the same seed and data order "
+             f"for every method; GradStack and MIDAS: block size {cfg.block_size}, schedule {cfg.schedule}.",
+             f"Evaluation: {s.preset.shots}-shot, the first {s.preset.eval_n} suite examples per task for "
+             f"the final models, {s.preset.snapshot_eval_n} for snapshots."]
+    notes.append(f"Pretraining mix: {s.mix}." if s.mix else "Pretraining mix: none (corpus only).")
+    if s.preset.note:
+        notes.append(s.preset.note)
+    if timings:
+        notes.append("Time per part (this run; parts done by an earlier run are not listed): "
+                     + "; ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + ".")
+    return notes
+
+
+# ----------------------------------------------------------------------------- the run
+def plan_parts(s: StudySettings, timings: dict[str, float]) -> list[Part]:
+    """Every part in order: training first (the bulk), then scoring, fine-tuning, analyses."""
+    parts = [train_part(s, m) for m in s.methods]
+    for m in s.methods:
+        parts += [eval_final_part(s, m), eval_snapshots_part(s, m)]
+    parts += [finetune_part(s, m) for m in s.methods]
+    parts += [analysis_part(s, m) for m in s.methods]
+    parts.append(report_part(s, timings))
+    return parts
+
+
+class Progress:
+    """Part headers with elapsed time and an ETA: each kind of part has a rate (seconds per
+    unit), a prior from the preset until a part of that kind has been timed here."""
+
+    def __init__(self, parts: list[Part], rates: dict[str, float], log: Callable[[str], None]):
+        self.parts, self.rates, self.log = parts, dict(rates), log
+        self.start = time.perf_counter()
+        self.measured: dict[str, tuple[float, float]] = {}
+
+    def rate(self, kind: str) -> float:
+        if kind in self.measured:
+            secs, units = self.measured[kind]
+            return secs / units if units else 0.0
+        return self.rates.get(kind, 1.0)
+
+    def left(self, index: int) -> float:
+        return sum(p.units * self.rate(p.kind) for p in self.parts[index:])
+
+    def begin(self, index: int, part: Part) -> None:
+        elapsed = time.perf_counter() - self.start
+        self.log(f"[study {index + 1}/{len(self.parts)}] {part.label} -- {_clock(elapsed)} elapsed, "
+                 f"about {_clock(self.left(index))} left")
+
+    def end(self, part: Part, seconds: float) -> None:
+        secs, units = self.measured.get(part.kind, (0.0, 0.0))
+        self.measured[part.kind] = (secs + seconds, units + part.units)
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def run(s: StudySettings, log: Callable[[str], None] = _log) -> Path:
+    """Run (or continue) the study; returns the report folder. Ctrl-C keeps finished parts."""
+    from rprim.core.files import clean_stale_temps
+
+    with folder_lock(s.out, "study"):
+        _check_out(s)
+        if not (s.out / STUDY_FILE).is_file():
+            write_json(s.out / STUDY_FILE, {"settings": s.record(), "methods": list(s.methods)})
+        _set_threads(s.threads)
+        for folder in [s.out, s.out / "runs", s.out / "results", *(results_dir(s, m) for m in s.methods)]:
+            clean_stale_temps(folder)
+        timings: dict[str, float] = {}
+        parts = plan_parts(s, timings)
+        progress = Progress(parts, s.preset.rates, log)
+        for i, part in enumerate(parts):
+            if part.done():
+                log(f"[study {i + 1}/{len(parts)}] {part.label}: done before, skipped")
+                continue
+            progress.begin(i, part)
+            t0 = time.perf_counter()
+            part.run()
+            took = time.perf_counter() - t0
+            progress.end(part, took)
+            timings[part.label.split(" (")[0]] = took
+        log(f"study done in {_clock(time.perf_counter() - progress.start)}: {s.out / 'report' / 'report.md'}")
+    return s.out / "report"
+
+
+def _set_threads(threads: int | None) -> None:
+    """CPU threads for evaluation and fine-tuning (training takes them from its config)."""
+    import torch
+
+    from rprim.core import default_threads
+
+    if not torch.cuda.is_available():
+        torch.set_num_threads(threads or default_threads())
