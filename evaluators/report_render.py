@@ -68,7 +68,7 @@ def models_section(rep: "Report") -> Section:
         s = m.summary or {}
         cfg = s.get("config") or {}
         mix = s.get("mix", cfg.get("mix"))
-        rows.append([m.name + (" (baseline)" if m.name == rep.baseline else ""),
+        rows.append([m.name + (" (baseline)" if m.name == rep.baseline and m.name != "baseline" else ""),
                      str(s.get("method", "–")), fmt(m.val_loss, 4),
                      f"{s['tokens']:,}" if isinstance(s.get("tokens"), int) else "–",
                      fmt(s.get("flop_ratio"), 3), _mix_text(mix),
@@ -85,12 +85,18 @@ def models_section(rep: "Report") -> Section:
 
 
 def _mix_text(mix: Any) -> str:
+    """The trainer's mix record (spec and realised fraction), or a plain spec."""
     if not mix:
         return "none"
-    if isinstance(mix, dict):
-        return ", ".join(f"{k} {v:.0%}" if isinstance(v, (int, float)) else f"{k} {v}"
-                         for k, v in mix.items())
+    if isinstance(mix, dict) and "spec" in mix:
+        frac = mix.get("fraction")
+        return f"{mix['spec']}" + (f" ({frac:.1%} of training tokens)" if isinstance(frac, float) else "")
     return str(mix)
+
+
+def _shots(rep: "Report") -> str:
+    shots = sorted({str(m.meta.get("shots", "?")) for m in rep.models})
+    return "/".join(shots) + "-shot"
 
 
 def _n_text(m: Any) -> str:
@@ -104,7 +110,7 @@ def table_section(rep: "Report") -> Section:
     rows = [[g] + [_cell(by.get((m.name, g))) for m in rep.models] for g in groups]
     rows.append(["final val loss"] + [fmt(m.val_loss, 4) for m in rep.models])
     sec = Section("Accuracy by task group",
-                  text=["Pretrained models, scored few-shot by greedy exact match. Task groups pool "
+                  text=[f"Pretrained models, scored {_shots(rep)} by greedy exact match. Task groups pool "
                         "the correct counts of their tasks; brackets are Wilson 95% intervals on the "
                         "pooled counts."],
                   tables=[Table(["group"] + [m.name for m in rep.models], rows)],
@@ -164,7 +170,7 @@ def loss_section(rep: "Report") -> Section | None:
         rows = [[r["model"], r["group"], fmt(r["accuracy"]), fmt(r["baseline_accuracy"]),
                  f"{100 * r['difference']:+.1f}" if r["difference"] is not None else
                  (f"n/a (losses {r['loss_span'][0]:.3f}–{r['loss_span'][1]:.3f})" if r["loss_span"] else "n/a")]
-                for r in eq]
+                for r in eq if r["group"] in headline(rep.groups())]
         sec.text.append(f"At equal validation loss: each model's accuracy interpolated linearly between "
                         f"its checkpoints at {rep.baseline}'s final validation loss ({target:.4f}).")
         sec.tables.append(Table(["model", "group", "accuracy", f"{rep.baseline}", "difference (points)"], rows))
@@ -216,6 +222,13 @@ def sections(rep: "Report", notes: list[str]) -> list[Section]:
 
 
 # ----------------------------------------------------------------------------- figures
+HEADLINE = ("copying", "varassign d0", "varassign d1", "varassign d2", "psm", "arithmetic")
+
+
+def headline(groups: list[str]) -> list[str]:
+    """The groups the loss-accuracy figure shows: one per primitive (depths, not formats)."""
+    picked = [g for g in groups if g in HEADLINE or not g.startswith(("varassign ", "psm-calc"))]
+    return picked or groups
 def draw(rep: "Report") -> dict[str, Any]:
     """name -> matplotlib Figure, for every figure the sections refer to."""
     groups = rep.groups()
@@ -229,7 +242,7 @@ def draw(rep: "Report") -> dict[str, Any]:
     if rep.others:
         g_all, gains, errors = rep.gains()
         figs["gain.png"] = F.gain_bars(g_all, gains, errors, rep.baseline)
-    panels = {g: {m.name: rep.curve(m, g) for m in rep.models} for g in groups}
+    panels = {g: {m.name: rep.curve(m, g) for m in rep.models} for g in headline(groups)}
     panels = {g: p for g, p in panels.items() if any(len(v) > 1 for v in p.values())}
     if any(rep.curve(m, g) for m in rep.models for g in groups):
         figs["loss_accuracy.png"] = F.loss_accuracy(panels or {g: {m.name: rep.curve(m, g) for m in rep.models}

@@ -82,22 +82,27 @@ def run_block_size(folder: Path) -> int | None:
 
 
 def growth_snapshots(run: Path) -> list[tuple[Path, dict[str, Any]]]:
-    """(folder, snapshot.json) of the last snapshot of each stage before the final one,
-    ordered by step: the models just before each growth."""
-    by_stage: dict[Any, tuple[Path, dict[str, Any]]] = {}
+    """(folder, snapshot.json) of the models just before each growth, ordered by step: the
+    snapshots marked ``before_growth``, else (older runs) the last snapshot of each stage
+    shallower than the final model."""
+    snaps = []
     for sub in sorted((run / "snapshots").glob("step-*")):
         try:
             meta = json.loads((sub / SNAPSHOT).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if not (sub / "config.json").is_file():
-            continue
-        stage = meta.get("stage", meta.get("depth"))
-        if stage not in by_stage or int(meta.get("step", 0)) >= int(by_stage[stage][1].get("step", 0)):
-            by_stage[stage] = (sub, meta)
-    snaps = sorted(by_stage.values(), key=lambda x: int(x[1].get("step", 0)))
+        if isinstance(meta, dict) and (sub / "config.json").is_file():
+            snaps.append((sub, meta))
+    snaps.sort(key=lambda x: int(x[1].get("step", 0)))
+    if any("before_growth" in m for _, m in snaps):
+        return [(p, m) for p, m in snaps if m.get("before_growth")]
+    by_stage: dict[Any, tuple[Path, dict[str, Any]]] = {}
+    for p, m in snaps:
+        by_stage[m.get("stage", m.get("depth"))] = (p, m)   # sorted by step: the last one wins
     final_depth = _depth(run)
-    return [(p, m) for p, m in snaps if m.get("depth") is None or int(m["depth"]) < final_depth]
+    return sorted(((p, m) for p, m in by_stage.values()
+                   if m.get("depth") is None or int(m["depth"]) < final_depth),
+                  key=lambda x: int(x[1].get("step", 0)))
 
 
 def _depth(folder: Path) -> int:
@@ -363,7 +368,9 @@ def linearity(path: str | Path, text_file: str | Path | None = None, tokens: int
             "layers": layers}
 
 
-def read_text(path: Path) -> str:
+def read_text(path: str | Path) -> str:
+    """The UTF-8 text of ``--text``; RprimError for a missing, unreadable or empty file."""
+    path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:

@@ -109,7 +109,7 @@ def two_models(tmp_path: Path) -> tuple[Path, Path]:
     midas = _write(tmp_path / "midas", {
         "varassign-basic-d0": _bits(10, 20), "varassign-code-d0": _bits(12, 20),
         "varassign-code-d1": _bits(5, 20), "copying-words": _bits(2, 10), "arithmetic": _bits(4, 10)},
-        {"method": "midas", "final_val_loss": 2.1, "tokens": 1000, "mix": {"varassign": 0.2}})
+        {"method": "midas", "final_val_loss": 2.1, "tokens": 1000, "mix": {"spec": "varassign:0.2", "fraction": 0.2004}})
     return base, midas
 
 
@@ -170,7 +170,7 @@ def test_write_makes_markdown_pngs_and_one_self_contained_html(two_models, tmp_p
     md = (out / "report.md").read_text()
     assert "| varassign d0 | 0.250 [" in md and "0.550 [" in md
     assert "+30.0 [" in md                                   # the gain of midas on d0, in points
-    assert "varassign 20%" in md                             # the mix is stated
+    assert "varassign:0.2 (20.0% of training tokens)" in md                            # the mix is stated
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert pngs == ["accuracy.png", "gain.png", "loss_accuracy.png"]
     html = (out / "report.html").read_text()

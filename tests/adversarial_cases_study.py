@@ -1,0 +1,86 @@
+"""Bad input to `rprim report`, `rprim analyze` and `rprim study`: one line, exit 2, nothing written.
+
+Run by tests/test_adversarial.py: each case runs ``python -m rprim *argv`` in a fresh empty
+folder ``{tmp}``; ``{fixtures}`` is filled once by :func:`setup` (a results folder, a 2-layer
+model, damaged inputs).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+F = "{fixtures}"
+OK = f"{F}/results/baseline"
+
+CASES = [
+    # report
+    ("report-missing-folder", ["report", f"{F}/nope", "--out", "{tmp}/r"], "does not exist"),
+    ("report-no-results-json", ["report", f"{F}/user", "--out", "{tmp}/r"], "has no results.json"),
+    ("report-bad-json", ["report", f"{F}/badjson", "--out", "{tmp}/r"], "cannot read results file"),
+    ("report-damaged-task", ["report", f"{F}/damaged", "--out", "{tmp}/r"], "damaged"),
+    ("report-no-tasks", ["report", f"{F}/notasks", "--out", "{tmp}/r"], "holds no task scores"),
+    ("report-unknown-baseline", ["report", OK, "--out", "{tmp}/r", "--baseline", "midas"],
+     "is not one of the models"),
+    ("report-same-folder-twice", ["report", OK, OK, "--out", "{tmp}/r"], "given twice"),
+    ("report-json-not-object", ["report", f"{F}/listjson", "--out", "{tmp}/r"], "not a JSON object"),
+    ("report-out-user-folder", ["report", OK, "--out", f"{F}/user"], "holds no rprim report output"),
+    ("report-out-is-file", ["report", OK, "--out", f"{F}/afile.txt"], "is a file"),
+    ("report-out-is-results", ["report", OK, "--out", OK], "holds no rprim report output"),
+    # analyze
+    ("similarity-missing-model", ["analyze", "similarity", "--model", f"{F}/nope"], "does not exist"),
+    ("similarity-model-is-file", ["analyze", "similarity", "--model", f"{F}/afile.txt"], "is a file"),
+    ("similarity-no-config", ["analyze", "similarity", "--model", f"{F}/user"], "no config.json"),
+    ("similarity-no-weights", ["analyze", "similarity", "--model", f"{F}/noweights"], "no .safetensors"),
+    ("similarity-block-zero", ["analyze", "similarity", "--model", f"{F}/model", "--block-size", "0"],
+     "--block-size must be"),
+    ("similarity-block-not-divisor", ["analyze", "similarity", "--model", f"{F}/model", "--block-size", "3"],
+     "does not divide"),
+    ("similarity-out-user-folder", ["analyze", "similarity", "--model", f"{F}/model", "--out", f"{F}/user"],
+     "holds no rprim similarity output"),
+    ("linearity-text-missing", ["analyze", "linearity", "--model", f"{F}/model", "--text", f"{F}/nope.txt"],
+     "cannot read --text"),
+    ("linearity-text-empty", ["analyze", "linearity", "--model", f"{F}/model", "--text", f"{F}/empty.txt"],
+     "is empty"),
+    ("linearity-tokens-tiny", ["analyze", "linearity", "--model", f"{F}/model", "--tokens", "3"],
+     "--tokens must be"),
+    # study (all refused before any training)
+    ("study-unknown-preset", ["study", "--preset", "huge", "--out", "{tmp}/s"], "unknown study preset"),
+    ("study-bad-methods", ["study", "--out", "{tmp}/s", "--methods", "baseline,stack"], "--methods"),
+    ("study-empty-methods", ["study", "--out", "{tmp}/s", "--methods", ","], "--methods"),
+    ("study-bad-mix-fraction", ["study", "--out", "{tmp}/s", "--mix", "varassign:2"], "fraction"),
+    ("study-bad-mix-name", ["study", "--out", "{tmp}/s", "--mix", "varasign:0.1"], "--mix"),
+    ("study-too-few-steps", ["study", "--out", "{tmp}/s", "--steps", "2"], "too few"),
+    ("study-bad-block-size", ["study", "--out", "{tmp}/s", "--set", "block_size=3"], "block size"),
+    ("study-bad-set", ["study", "--out", "{tmp}/s", "--set", "lr=fast"], "lr takes a number"),
+    ("study-zero-threads", ["study", "--out", "{tmp}/s", "--threads", "0"], "--threads"),
+    ("study-out-is-file", ["study", "--out", f"{F}/afile.txt"], "is a file"),
+    ("study-out-user-folder", ["study", "--out", f"{F}/user"], "holds no rprim study output"),
+]
+
+
+def setup(fixtures: Path) -> None:
+    """A results folder, a 2-layer random Llama (no training), and damaged inputs."""
+    from rprim.evaluators.results import Results
+
+    for name in ("results/baseline",):
+        Results({"varassign-code-d0": {"accuracy": 0.5, "n": 2, "ci95": [0.1, 0.9], "chance": 0.2}},
+                {"varassign-code-d0": [{"id": "a", "correct": True}, {"id": "b", "correct": False}]},
+                {"model": "m", "shots": 5}).save(fixtures / name)
+    (fixtures / "user").mkdir()
+    (fixtures / "user" / "notes.txt").write_text("mine\n")
+    (fixtures / "afile.txt").write_text("x\n")
+    (fixtures / "empty.txt").write_text("")
+    for name, content in (("badjson", "{"), ("damaged", json.dumps({"tasks": {"x": {"n": "two"}}})),
+                          ("notasks", json.dumps({"model": "m"})), ("listjson", "[]")):
+        (fixtures / name).mkdir()
+        (fixtures / name / "results.json").write_text(content)
+    (fixtures / "noweights").mkdir()
+    (fixtures / "noweights" / "config.json").write_text("{}")
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                      num_attention_heads=2, max_position_embeddings=64)
+    LlamaForCausalLM(cfg).save_pretrained(fixtures / "model")
