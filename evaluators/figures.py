@@ -64,13 +64,14 @@ def gain_bars(groups: Sequence[str], gains: Mapping[str, Sequence[float]],
     for j, model in enumerate(models):
         xs = [i - 0.4 + width * (j + 0.5) for i in range(len(groups))]
         ys = [100 * g if g is not None and math.isfinite(g) else 0.0 for g in gains[model]]
-        yerr = None
-        if errors is not None:
-            lo = [100 * (g - e[0]) if _finite(g, *e) else 0.0 for g, e in zip(gains[model], errors[model])]
-            hi = [100 * (e[1] - g) if _finite(g, *e) else 0.0 for g, e in zip(gains[model], errors[model])]
-            yerr = [lo, hi]
-        ax.bar(xs, ys, width, yerr=yerr, capsize=2, label=model, color=color(model, j),
-               error_kw={"elinewidth": 0.8, "alpha": 0.6}, gid=f"gain:{model}")
+        ax.bar(xs, ys, width, label=model, color=color(model, j), gid=f"gain:{model}")
+        if errors is None:
+            continue
+        with_err = [(x, g, e) for x, g, e in zip(xs, gains[model], errors[model]) if _finite(g, *e)]
+        if with_err:  # groups without an interval (fine-tuning: mean over seeds) get no error bar
+            ax.errorbar([x for x, _, _ in with_err], [100 * g for _, g, _ in with_err],
+                        yerr=[[100 * (g - e[0]) for _, g, e in with_err], [100 * (e[1] - g) for _, g, e in with_err]],
+                        fmt="none", ecolor="black", elinewidth=0.8, capsize=2, alpha=0.6)
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(groups)), groups, rotation=30, ha="right")
     ax.set_ylabel(f"accuracy gain over {baseline} (points)")

@@ -326,7 +326,7 @@ def validation_windows(run: Path, tok: Any, count: int) -> tuple[list[Any], str]
         return None
     n = min(count, data.n_val)
     rows = data.val_windows(0, n)
-    return [r[:-1] for r in rows], f"{n} validation windows of the run ({', '.join(corpus.names)})"
+    return [r[:-1] for r in rows], f"{n} validation window(s) of the run ({', '.join(corpus.names)})"
 
 
 def linearity(path: str | Path, text_file: str | Path | None = None, tokens: int | None = None,

@@ -120,6 +120,9 @@ def study(preset: str, out: str, corpus: tuple[str, ...], mix: str, methods: str
 
     figures.require()
     settings = S.resolve(preset, out, methods, mix, corpus, parse_sets(sets), steps, threads)
+    from rprim.cli_eval import _quiet_transformers
+
+    _quiet_transformers()  # no "Loading weights" / "Writing model shards" bars between ours
     S.run(settings, log=lambda m: click.echo(m, err=True))
 
 

@@ -62,7 +62,7 @@ def test_micro_study_writes_every_part_and_the_report(micro_study):
         assert (res / "finetune" / "results.json").is_file()
         sim = json.loads((res / "analysis" / "similarity" / "similarity.json").read_text())
         lin = json.loads((res / "analysis" / "linearity" / "linearity.json").read_text())
-        assert len(lin["layers"]) == 2 and lin["text"].startswith("2 validation windows") or lin["text"]
+        assert len(lin["layers"]) == 2 and lin["text"].startswith("1 validation window(s) of the run")
         if m != "baseline":                                   # growth snapshot (depth 1) + final
             assert [s["depth"] for s in sim["snapshots"]] == [1, 2]
     rep = out / "report"
@@ -126,7 +126,9 @@ def test_presets_fit_the_five_shot_suite():
     for name, preset in S.PRESETS.items():
         cfg = S.train_config(S.StudySettings(preset, Path("x"), S.METHODS, preset.mix), "midas")
         assert preset.shots == 5 and cfg.seq_len >= 1024, name
-        assert cfg.tokens_per_step == S.PRESETS[name].train["batch_size"] * 1024
+        from rprim.model_zoo.presets import resolve_config
+
+        assert cfg.tokens_per_step == resolve_config(preset.train_preset).tokens_per_step, name
 
 
 def test_cli_study_bad_preset_is_one_line(tmp_path):
