@@ -49,7 +49,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import rprim.primitives as P
 from rprim.core import (RprimError, atomic_folder, check_output_folder, folder_lock,
@@ -118,7 +118,8 @@ class FinetuneConfig:
             raise RprimError(f"--shots must be >= 0 (got {self.shots})")
         if self.optimizer not in OPTIMIZERS:
             raise RprimError(f"unknown optimizer {self.optimizer!r}; use {' or '.join(OPTIMIZERS)}")
-        if not isinstance(self.lr, (int, float)) or isinstance(self.lr, bool) or not 0 < self.lr < float("inf"):
+        lr_ok = isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool)
+        if not lr_ok or not 0 < self.lr < float("inf"):
             raise RprimError(f"--lr must be a positive number (got {self.lr!r})")
         parse_batch_size(self.batch_size, "--batch-size")
         parse_batch_size(self.micro_batch_size, "--micro-batch-size")
@@ -310,7 +311,7 @@ def micro_batch_size(setting: int | str, rows: int, width: int, per_token: int, 
 def _state_bytes(model: Any, optimizer: str) -> int:
     """The trained copy (fp32), its gradients and the optimizer's state."""
     n = sum(p.numel() for p in model.parameters())
-    return n * 4 * (2 + (2 if optimizer == "adamw" else 0.1))
+    return int(n * 4 * (2 + (2 if optimizer == "adamw" else 0.1)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -391,37 +392,52 @@ def finetune_seed(base: Any, tok: Any, cfg: FinetuneConfig, plan: SeedPlan, log:
     batches = micro_batches(*(t.to(device) for t in plan.encoded), plan.micro)
     autocast = _autocast(device)
     p = progress or Progress(False)
+    wanted = set(cfg.eval_steps)
+
+    def score(model: Any) -> dict[str, float]:
+        t0 = time.perf_counter()
+        accuracy = _score(model, tok, cfg, autocast, p.eval_tick)
+        run.eval_time_s += time.perf_counter() - t0
+        return accuracy
+
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(plan.seed)  # dropout, if the model has any
         model = copy.deepcopy(base).float()
         opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
-        wanted = set(cfg.eval_steps)
+        p.at(plan.seed, 0)
         if 0 in wanted:  # step 0 is in the window: the model before any update
-            t0 = time.perf_counter()
-            run.before = _score(model, tok, cfg, autocast, p.eval_tick)
-            run.eval_time_s += time.perf_counter() - t0
+            run.before = score(model)
         model.train()
         for step in range(1, cfg.steps + 1):
             p.at(plan.seed, step)
             t0 = time.perf_counter()
-            point: dict[str, Any] = {"step": step,
-                                     "loss": round(train_step(model, batches, opt, autocast, p.train_tick), 6)}
+            point: dict[str, Any] = {"step": step, "loss": round(
+                _guarded_step(model, batches, opt, autocast, p.train_tick), 6)}
             run.train_time_s += time.perf_counter() - t0
             if step in wanted:
-                t0 = time.perf_counter()
-                point["accuracy"] = _score(model, tok, cfg, autocast, p.eval_tick)
-                run.eval_time_s += time.perf_counter() - t0
+                point["accuracy"] = score(model)
                 p.note(point)
                 log(f"seed {plan.seed} step {step}: loss {point['loss']:.4f} "
                     + " ".join(f"{k} {v:.3f}" for k, v in point["accuracy"].items()))
             run.curve.append(point)
-        evals = ([run.before] if 0 in wanted else []) + [q["accuracy"] for q in run.curve if "accuracy" in q]
-        run.window = {name: statistics.fmean(e[name] for e in evals) for name in cfg.tasks}
-        if save is not None:
-            with atomic_folder(save, kind=SAVE_KIND) as tmp:
-                model.save_pretrained(tmp)
-                tok.save_pretrained(tmp)
+    evals = ([run.before] if 0 in wanted else []) + [q["accuracy"] for q in run.curve if "accuracy" in q]
+    run.window = {name: statistics.fmean(e[name] for e in evals) for name in cfg.tasks}
+    if save is not None:
+        with atomic_folder(save, kind=SAVE_KIND) as tmp:
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
     return run
+
+
+def _guarded_step(model: Any, batches: Sequence[tuple[Any, Any, Any, int]], opt: Any, autocast: Any,
+                  tick: Callable[[int], None]) -> float:
+    import torch
+
+    try:
+        return train_step(model, batches, opt, autocast, tick)
+    except torch.cuda.OutOfMemoryError:
+        raise RprimError("out of GPU memory in a training step; pass a smaller --micro-batch-size "
+                         f"(this run used {batches[0][0].shape[0]})") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -644,7 +660,8 @@ def previous_run(out: str | Path | None, cfg: FinetuneConfig, resume: bool) -> d
     old = _read_results(out)
     if not resume:
         if old is not None and not old.get("complete", True):
-            raise RprimError(f"{out} holds an interrupted run ({len(old['runs'])} seeds done); pass "
+            raise RprimError(f"{out} holds an interrupted run ({len(old['runs'])} of "
+                             f"{len(old['config']['seeds'])} seeds done); pass "
                              "--resume to continue it, or a new --out to start over")
         return None
     if old is None:
@@ -692,6 +709,16 @@ def _prepare(base: Any, tok: Any, cfg: FinetuneConfig, data: dict[int, list[dict
     bar = Progress(progress, train_units, eval_units, sum(len(v) for v in evals.values()),
                    seeds=len(plans), steps=cfg.steps)
     return plans, bar
+
+
+def _plan_line(cfg: FinetuneConfig, plans: list[SeedPlan], evals: dict[str, list[Any]],
+               out: str | Path | None) -> str:
+    """What is about to run, said before the first (possibly long) step."""
+    return (f"fine-tuning {len(plans)} seed(s) x {cfg.steps} steps on {cfg.examples} examples "
+            f"(micro-batches of {plans[0].micro}), evaluating {sum(len(v) for v in evals.values())} "
+            f"examples at {len(cfg.eval_steps)} steps per seed; "
+            + (f"finished seeds go to {out}" if out is not None else
+               "no --out: results are only returned (pass --out DIR to keep finished seeds)"))
 
 
 def _run_seeds(base: Any, tok: Any, cfg: FinetuneConfig, plans: list[SeedPlan], bar: Progress,
@@ -756,11 +783,7 @@ def finetune(model: Any, cfg: FinetuneConfig = FinetuneConfig(), tokenizer: Any 
         if old is not None:
             _check_same_model(old, info, out)
         plans, bar = _prepare(base, tok, cfg, data, evals, progress)
-        bar.write(log, f"fine-tuning {len(plans)} seed(s) x {cfg.steps} steps on {cfg.examples} examples "
-            f"(micro-batches of {plans[0].micro}), evaluating {sum(len(v) for v in evals.values())} "
-            f"examples at {len(cfg.eval_steps)} steps per seed; "
-            + (f"finished seeds go to {out}" if out is not None else
-               "no --out: results are only returned (pass --out DIR to keep finished seeds)"))
+        bar.write(log, _plan_line(cfg, plans, evals, out))
         return _run_seeds(base, tok, cfg, plans, bar, info, runs, (old or {}).get("wall_time_s", 0.0),
                           log, out, save)
 

@@ -14,27 +14,35 @@ from rprim.core import RprimError, default_threads, parse_batch_size, parse_devi
 
 
 @click.command()
-@click.option("--model", required=True, help="HF causal-LM folder, .gguf file, reference name or hub id.")
+@click.option("--model", required=True,
+              help="HF causal-LM folder, .gguf file, reference name or hub id.")
 @click.option("--tasks", default="varassign-code-d1,varassign-code-d2", show_default=True,
               help="Training/evaluation tasks, separated by commas (examples split evenly).")
-@click.option("--examples", type=int, default=64, show_default=True, help="Training examples per seed.")
-@click.option("--seeds", type=int, default=3, show_default=True, help="Runs (seeds 0..N-1), each with its own data.")
+@click.option("--examples", type=int, default=64, show_default=True,
+              help="Training examples per seed.")
+@click.option("--seeds", type=int, default=3, show_default=True,
+              help="Runs (seeds 0..N-1), each with its own data.")
 @click.option("--steps", type=int, default=300, show_default=True, help="Full-batch training steps.")
 @click.option("--eval-start", type=int, default=None,
               help="First step of the evaluation window [default: the last third of --steps, 200 of 300].")
-@click.option("--eval-end", type=int, default=None, help="Last step of the window, inclusive [default: --steps].")
-@click.option("--eval-every", type=int, default=1, show_default=True, help="Evaluate every k-th step of the window.")
-@click.option("--eval-n", type=int, default=1000, show_default=True, help="Held-out test examples per task.")
+@click.option("--eval-end", type=int, default=None,
+              help="Last step of the window, inclusive [default: --steps].")
+@click.option("--eval-every", type=int, default=1, show_default=True,
+              help="Evaluate every k-th step of the window.")
+@click.option("--eval-n", type=int, default=1000, show_default=True,
+              help="Held-out test examples per task.")
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Constant learning rate.")
 @click.option("--optimizer", default="adafactor", show_default=True, help="adafactor or adamw.")
-@click.option("--shots", type=int, default=0, show_default=True)
+@click.option("--shots", type=int, default=0, show_default=True,
+              help="Exemplars in every training and evaluation prompt.")
 @click.option("--batch-size", default="auto", show_default=True, help="Evaluation batch size: auto or N.")
 @click.option("--micro-batch-size", default="auto", show_default=True,
               help="Training rows per forward pass (auto: what fits in memory); the step stays full-batch.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option("--threads", type=int, default=None,
               help="CPU threads for torch [default: the cores not busy with other work].")
-@click.option("--save", type=click.Path(file_okay=False), default=None, help="Save each seed's fine-tuned model here.")
+@click.option("--save", type=click.Path(file_okay=False), default=None,
+              help="Save each seed's fine-tuned model here (DIR/seed-N).")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Folder for results.json, written after every finished seed.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out (its missing seeds).")

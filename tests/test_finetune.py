@@ -4,13 +4,11 @@ interrupted run keeps its finished seeds and resumes; bad input fails before any
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -150,6 +148,25 @@ def test_training_sets_follow_the_mix():
     assert all(r["split"] == "train" and r["num_fewshot"] == 0 for r in recs)
     test = {r["query"] for r in P.load_suite(["varassign-code-d2"])["varassign-code-d2"]}
     assert not test & {r["query"] for r in recs}
+
+
+@pytest.mark.cuda
+def test_on_a_gpu_the_trained_copy_stays_fp32_under_bf16_autocast_and_learns(base, tmp_path):
+    import copy
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model, tok = base
+    gpu = copy.deepcopy(model).to("cuda", torch.bfloat16)  # even a bf16 model trains in fp32
+    res = finetune(gpu, replace(EASY, seeds=(0,)), tokenizer=tok, save=tmp_path / "ft")
+    run = res["runs"][0]
+    before = run["before"]["varassign-basic-d0-w1"]
+    assert run["curve"][-1]["accuracy"]["varassign-basic-d0-w1"] >= before + 0.1
+    assert run["curve"][-1]["loss"] < run["curve"][0]["loss"] / 2
+    saved = AutoModelForCausalLM.from_pretrained(tmp_path / "ft" / "seed-0")
+    assert next(saved.parameters()).dtype == torch.float32
+    assert res["model"]["device"].startswith("cuda") and res["micro_batch_size"] == 32
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,12 +315,13 @@ def test_resume_refuses_other_settings_and_other_models(base, tmp_path):
     assert done["complete"] and done["seeds_done"] == [0, 1, 2, 3]
     before = (out / "results.json").read_bytes()
     again = finetune(model, replace(QUICK, seeds=(0, 1, 2, 3)), tokenizer=tok, out=out, resume=True)
-    assert again == json.loads(json.dumps(done)) and (out / "results.json").read_bytes() == before  # complete: no change
+    assert again == json.loads(json.dumps(done))  # complete: returned as it is, nothing rewritten
+    assert (out / "results.json").read_bytes() == before
 
 
 def test_sigterm_keeps_finished_seeds_and_resume_completes(model_dir, tmp_path):
     out, save = tmp_path / "out", tmp_path / "models"
-    args = ["finetune", "--model", str(model_dir), *CLI_QUICK, "--seeds", "30", "--out", str(out),
+    args = ["finetune", "--model", str(model_dir), *CLI_QUICK, "--seeds", "12", "--out", str(out),
             "--save", str(save)]
     proc = subprocess.Popen([sys.executable, "-m", "rprim", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -314,7 +332,7 @@ def test_sigterm_keeps_finished_seeds_and_resume_completes(model_dir, tmp_path):
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "interrupted" in err
     kept = json.loads((out / "results.json").read_text())
-    assert not kept["complete"] and 1 <= len(kept["runs"]) < 30
+    assert not kept["complete"] and 1 <= len(kept["runs"]) < 12
     assert sorted(p.name for p in tmp_path.iterdir()) == ["models", "out"]  # no temp folders
     assert sorted(p.name for p in out.iterdir()) == [".rprim.json", "results.json"]  # lock released
     assert {f"seed-{r['seed']}" for r in kept["runs"]} <= {p.name for p in save.iterdir()}
@@ -322,9 +340,9 @@ def test_sigterm_keeps_finished_seeds_and_resume_completes(model_dir, tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stderr.count("\n") == 2  # --quiet: no progress, only the timing and results lines
     res = json.loads((out / "results.json").read_text())
-    assert res["complete"] and [run["seed"] for run in res["runs"]] == list(range(30))
+    assert res["complete"] and [run["seed"] for run in res["runs"]] == list(range(12))
     assert res["runs"][:len(kept["runs"])] == kept["runs"]
-    assert sorted(p.name for p in save.iterdir()) == sorted(f"seed-{i}" for i in range(30))
+    assert sorted(p.name for p in save.iterdir()) == sorted(f"seed-{i}" for i in range(12))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -367,8 +385,6 @@ BAD = [
     (["--save", "/proc/rprim-test"], "not writable"),
     (["--tasks", "arithmetic-c0-v0_1", "--examples", "500"], "too few distinct queries for 500 "),
     (["--eval-n", "5000"], "has 1000 examples of varassign-code-d1; use a smaller --eval-n"),
-    (["--tasks", "varassign-basic-d0-w1", "--eval-n", "300", "--examples", "1"],
-     "too few distinct queries for 300 unique examples (found 218); use a smaller --eval-n"),
 ]
 
 
