@@ -22,7 +22,8 @@ Choices where the paper is silent (ours):
   million steps, so the rate is constant), no momentum, update clipping at 1, second-moment
   decay ``1 - t^-0.8``. These are the defaults of the T5X/Flax Adafactor
   (``multiply_by_parameter_scale=True``), the optimizer of Google's training stack in which the
-  paper's constant 1e-3 is stated. ``--optimizer adamw`` is the alternative.
+  paper's constant 1e-3 is stated (they factor the second moment only of matrices with both
+  sides >= 128; torch factors every matrix). ``--optimizer adamw`` is the alternative.
 - The copy that is trained keeps float32 weights (updates of 1e-3 of a weight vanish in
   bfloat16, whose resolution is 4e-3); on a GPU with bfloat16 the forward and backward passes
   and the evaluations run under bfloat16 autocast.
