@@ -234,7 +234,7 @@ def atomic_folder(out: str | Path, kind: str | None = None, keep_existing: bool 
     call created are removed, so nothing is left half written. ``keep_existing``: if ``out``
     appeared meanwhile (another process built the same cache entry), keep that one.
     """
-    out = Path(out).expanduser().absolute()
+    out = Path(os.path.abspath(Path(out).expanduser()))  # "." and ".." name real folders
     created = _make_parents(out.parent)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
