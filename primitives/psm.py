@@ -55,7 +55,7 @@ class PSM(Primitive):
         if m is None:
             return None
         calc, low, high, fmt = m.groups()
-        return {"calc": bool(calc), **({"low": int(low), "high": int(high)} if low else {}),
+        return {**({"calc": True} if calc else {}), **({"low": int(low), "high": int(high)} if low else {}),
                 **({"format": fmt} if fmt else {})}
 
     def space(self) -> tuple[int, int]:

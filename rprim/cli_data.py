@@ -56,28 +56,26 @@ def _user_template(family: str, template: str) -> str:
 
 def _task(task_name: str, flags: dict[str, Any], params: tuple[str, ...],
           template: str | None) -> P.Primitive:
-    """The task the options describe. A task name (``varassign-code-d2``) fixes every knob, so
-    an option that asks for another value is an error, never silently preferred."""
-    family, _ = P.resolve(task_name)
+    """The task the options describe. What a task name spells out (``varassign-code-d2``: code,
+    depth 2) is fixed: an option asking for another value is an error, never silently
+    preferred. Knobs the name leaves at their defaults may be set (``copying-words -p n=12``)."""
+    family, named = P.resolve(task_name)
     knobs, sources = _knobs(family, params)
     for key, value in flags.items():
         if value is not None:
             _set(knobs, sources, key, value, f"--{key} {value}")
     if template:
         _set(knobs, sources, "format", _user_template(family, template), f"--template {template}")
-    if task_name == family or not knobs:
-        return P.get(task_name, **knobs)
-    named = P.get(task_name)
     for key, value in knobs.items():
-        if named.params[key] != value:
+        if key in named and named[key] != value:
             try:
-                other = f" (or --task {P.get(family, **{**named.params, **knobs}).name})"
+                other = f" (or --task {P.get(family, **{**named, **knobs}).name})"
             except RprimError:
                 other = ""
-            raise RprimError(f"--task {task_name} already fixes {key}={named.params[key]}, so "
+            raise RprimError(f"--task {task_name} already fixes {key}={named[key]}, so "
                              f"{sources[key]} contradicts it; pass --task {family} with the "
                              f"options{other}")
-    return named
+    return P.get(task_name, **knobs)
 
 
 @click.command()
