@@ -148,3 +148,17 @@ def test_write_json_is_strict_json(tmp_path):
     write_json(tmp_path / "x.json", {"loss": float("nan"), "ok": [1.5, float("inf")]})
     assert json.loads((tmp_path / "x.json").read_text(), parse_constant=lambda c: 1 / 0) == \
         {"loss": None, "ok": [1.5, None]}
+
+
+def test_atomic_folder_takes_dot_and_dotdot_as_the_folders_they_name(tmp_path, monkeypatch):
+    """`--out .` and `--out x/..` name real folders: publish there, create nothing else."""
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    with atomic_folder(".", kind="demo") as tmp:
+        (tmp / "a.txt").write_text("a")
+    (here / "mine.txt").write_text("mine")
+    with atomic_folder("x/..", kind="demo") as tmp:  # x does not exist
+        (tmp / "b.txt").write_text("b")
+    assert sorted(p.name for p in here.iterdir()) == [MARKER, "b.txt", "mine.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["here"]  # no stray x/ or temp folder
