@@ -23,15 +23,17 @@ import json
 import math
 import numbers
 import re
+import sys
 import typing
 from dataclasses import dataclass
 from json.encoder import encode_basestring as _json_str  # the C encoder of json.dumps(str)
+from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator
 
 import numpy as np
 
 from rprim.core import RprimError, typed_values
-from .render import Raw, Skeleton, Slot, compile_json, compile_template
+from .render import Raw, Skeleton, Slot, TemplateSources, compile_json, compile_template
 from .rng import Draws, attempt_keys, derived_keys, example_keys, row_hash, stream_key
 
 GENERATOR_VERSION = "1"
@@ -99,13 +101,9 @@ class Primitive:
     templates: ClassVar[dict[str, str]] = {}  # format -> jinja2 source, for one-file plugins
 
     @classmethod
-    def template_sources(cls) -> Any:
+    def template_sources(cls) -> TemplateSources:
         """Where this family's ``<format>.j2`` files live: ``templates/<family>/`` beside the
         module that defines the class (built-ins and plugins alike), plus ``templates``."""
-        from .render import TemplateSources
-        import sys
-        from pathlib import Path
-
         module = sys.modules.get(cls.__module__)
         file = getattr(module, "__file__", None)
         folder = Path(file).parent / "templates" / cls.family if file else None
@@ -211,7 +209,7 @@ class Primitive:
 
         A head lands in a split by a 64-bit hash, so a split holds about a third of the heads;
         seven standard deviations above that third is never exceeded in practice (p < 1e-11).
-        The bound is exact when the space is a single head per split or smaller.
+        For tiny spaces that bound exceeds the whole space, which is then the bound.
         """
         _split_id(split)
         space = self.space()

@@ -162,3 +162,13 @@ def test_atomic_folder_takes_dot_and_dotdot_as_the_folders_they_name(tmp_path, m
         (tmp / "b.txt").write_text("b")
     assert sorted(p.name for p in here.iterdir()) == [MARKER, "b.txt", "mine.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["here"]  # no stray x/ or temp folder
+
+
+def test_output_file_check_refuses_devices_and_fifos(tmp_path):
+    """As root, renaming a temp file over /dev/stdout would replace the device link itself."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for path in ("/dev/null", "/dev/stdout", "/dev/rprim-new.jsonl", fifo):
+        with pytest.raises(RprimError, match="not a regular file"):
+            check_output_file(path)
+    assert os.path.exists("/dev/null") and not Path("/dev/null").is_file()
