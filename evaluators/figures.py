@@ -145,30 +145,32 @@ def loss_accuracy(panels: Mapping[str, Mapping[str, Sequence[tuple[float, float]
 
 
 def heatmaps(maps: Sequence[tuple[str, Sequence[Sequence[float]]]], title: str = "") -> Any:
-    """One heat map per (label, square matrix) side by side (Figure 3: block similarity)."""
+    """One heat map per (label, square matrix) side by side (Figure 3: block similarity), all
+    on one color scale: 0..1, or from the most negative similarity when there is one."""
     n = max(1, len(maps))
     fig = _figure(min(3.2 * n, 16), 3.4)
     axes = fig.subplots(1, n, squeeze=False)[0]
+    low = min([0.0] + [v for _, m in maps for row in m for v in row])
+    vmin = math.floor(low * 10) / 10
     image = None
     for ax, (label, m) in zip(axes, maps):
-        image = ax.imshow(m, vmin=-1 if _has_negative(m) else 0, vmax=1, cmap="viridis",
-                          origin="lower")
+        image = ax.imshow(m, vmin=vmin, vmax=1, cmap="viridis", origin="lower")
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("block")
         ax.set_ylabel("block")
-        size = len(m)
-        ticks = list(range(size))
+        ticks = list(range(len(m)))
         ax.set_xticks(ticks, [str(t + 1) for t in ticks], fontsize=7)
         ax.set_yticks(ticks, [str(t + 1) for t in ticks], fontsize=7)
+        if len(m) <= 8:  # small maps: print the values
+            for i, row in enumerate(m):
+                for j, v in enumerate(row):
+                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6,
+                            color="black" if v > vmin + 0.6 * (1 - vmin) else "white")
     if image is not None:
         fig.colorbar(image, ax=list(axes), shrink=0.8, label="cosine similarity")
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
-
-
-def _has_negative(m: Sequence[Sequence[float]]) -> bool:
-    return any(v < 0 for row in m for v in row)
 
 
 def linearity(curves: Mapping[str, Sequence[Mapping[str, float]]]) -> Any:

@@ -42,6 +42,7 @@ class Report:
         self.models = models
         self.baseline = baseline
         self._by_name = {m.name: m for m in models}
+        self._paired: dict[tuple[str, str], list[dict[str, Any]]] = {}
         if baseline not in self._by_name:
             raise RprimError(f"baseline {baseline!r} is not one of the models "
                              f"({', '.join(self._by_name)})")
@@ -132,6 +133,11 @@ class Report:
     def paired(self, a: str, b: str) -> list[dict[str, Any]]:
         """McNemar per task group (and over all tasks) between models ``a`` and ``b``, on the
         examples both were scored on (matched by id)."""
+        if (a, b) not in self._paired:
+            self._paired[(a, b)] = self._paired_tests(a, b)
+        return self._paired[(a, b)]
+
+    def _paired_tests(self, a: str, b: str) -> list[dict[str, Any]]:
         ma, mb = self.model(a), self.model(b)
         per_group: dict[str, list[int]] = {}
         for task in sorted(ma.tasks.keys() & mb.tasks.keys()):
