@@ -33,6 +33,7 @@ from rprim.core import (RprimError, atomic_folder, check_output_folder, folder_l
 
 STUDY_KIND = "study"
 STUDY_FILE = "study.json"
+TIMINGS_FILE = "timings.json"   # seconds per finished part, kept across reruns
 METHODS = ("baseline", "gradstack", "midas")
 ANALYSIS_KINDS = {"similarity": "similarity", "linearity": "linearity"}
 DEFAULT_MIX = "varassign:0.3,copying:0.05,psm:0.05,arithmetic:0.05"
@@ -396,9 +397,12 @@ def study_notes(s: StudySettings, timings: dict[str, float]) -> list[str]:
     notes.append(f"Pretraining mix: {s.mix}." if s.mix else "Pretraining mix: none (corpus only).")
     if s.preset.note:
         notes.append(s.preset.note)
+    timings = {k: v for k, v in timings.items() if k != "write the report"}
     if timings:
-        notes.append("Time per part (this run; parts done by an earlier run are not listed): "
-                     + "; ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + ".")
+        notes.append("Wall time per part (of the run that did it; a study resumed after an "
+                     "interruption also redid the unfinished part's lost work): "
+                     + "; ".join(f"{k} {v:.0f} s" for k, v in timings.items())
+                     + f"; {sum(timings.values()) / 60:.1f} min in all.")
     return notes
 
 
@@ -458,7 +462,7 @@ def run(s: StudySettings, log: Callable[[str], None] = _log) -> Path:
         _set_threads(s.threads)
         for folder in [s.out, s.out / "runs", s.out / "results", *(results_dir(s, m) for m in s.methods)]:
             clean_stale_temps(folder)
-        timings: dict[str, float] = {}
+        timings = _read_timings(s.out)
         parts = plan_parts(s, timings)
         progress = Progress(parts, s.preset.rates, log)
         for i, part in enumerate(parts):
@@ -471,8 +475,17 @@ def run(s: StudySettings, log: Callable[[str], None] = _log) -> Path:
             took = time.perf_counter() - t0
             progress.end(part, took)
             timings[part.label.split(" (")[0]] = took
+            write_json(s.out / TIMINGS_FILE, timings)
         log(f"study done in {_clock(time.perf_counter() - progress.start)}: {s.out / 'report' / 'report.md'}")
     return s.out / "report"
+
+
+def _read_timings(out: Path) -> dict[str, float]:
+    try:
+        data = json.loads((out / TIMINGS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: float(v) for k, v in data.items() if isinstance(v, (int, float))} if isinstance(data, dict) else {}
 
 
 def _set_threads(threads: int | None) -> None:

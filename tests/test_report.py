@@ -247,3 +247,22 @@ def test_cli_report_refuses_a_folder_of_other_files(two_models, tmp_path):
     r = _cli("report", *map(str, two_models), "--out", str(other))
     assert r.returncode == 2 and r.stderr.startswith("rprim: error:") and "Traceback" not in r.stderr
     assert sorted(p.name for p in other.iterdir()) == ["thesis.tex"]
+
+
+def test_one_model_report_has_no_gain_section_figure(two_models, tmp_path):
+    from rprim.evaluators import report
+
+    base, _ = two_models
+    out = report.load([base]).write(tmp_path / "one")
+    assert sorted(p.name for p in out.glob("*.png")) == ["accuracy.png", "loss_accuracy.png"]
+    assert "## Gain over baseline" in (out / "report.md").read_text()
+
+
+def test_missing_matplotlib_is_one_line_naming_the_extra(two_models, tmp_path):
+    code = ("import sys; sys.modules['matplotlib'] = None\n"
+            "from rprim.cli import main\n"
+            f"main(['report', {str(two_models[0])!r}, '--out', {str(tmp_path / 'r')!r}])\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("rprim: error: figures need matplotlib") and "[report]" in r.stderr
+    assert not (tmp_path / "r").exists()
