@@ -18,9 +18,9 @@ U_i = Y_{i+1} - Y_i its residual update, fit U_i ~ Y_i W + c by least squares (w
 intercept; float64) on the first half of the tokens and score it on the other half:
 R^2 = 1 - sum ||U - U_hat||^2 / sum ||U - mean(U)||^2 (mean over the scored tokens), and the
 mean over scored tokens of cos(U_hat, U). An exactly linear layer gives R^2 = 1 (a test checks
-it). The text: the run's validation windows when the path is a run folder, else ``--text
-FILE``, else solved primitives problems from the ``test`` split, k per document like the
-pretraining mix. Layer inputs and outputs are read with forward hooks on the decoder layers,
+it). The text: ``--text FILE``, else the run's validation windows when the path is a run
+folder, else what the caller supplies (``rprim analyze`` and ``rprim study``: solved primitives
+problems from the ``test`` split, 6 per document like the pretraining mix). Layer inputs and outputs are read with forward hooks on the decoder layers,
 so the numbers do not depend on how a transformers version reports hidden states.
 """
 
@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -276,20 +276,6 @@ def _windows_from_ids(ids: Sequence[int], seq_len: int, count: int) -> list[Any]
     return [torch.tensor(ids[i * seq_len:(i + 1) * seq_len], dtype=torch.long) for i in range(usable)]
 
 
-def primitives_documents(per_task: int = 6) -> list[str]:
-    """Solved problems of every suite task from the ``test`` split, ``per_task`` to a document
-    (separated by blank lines, like the pretraining mix): text no training run has seen."""
-    import rprim.primitives as P
-
-    docs = []
-    for name in P.suite_names():
-        recs = P.get(name).generate(per_task * 4, seed=0, split="test")
-        for i in range(0, len(recs), per_task):
-            docs.append("\n\n".join(r["query"] + r["target_delimiter"] + r["target"]
-                                    for r in recs[i:i + per_task]))
-    return docs
-
-
 def text_windows(tok: Any, text: str | Sequence[str], seq_len: int, count: int) -> list[Any]:
     """``count`` windows of ``seq_len`` tokens from a text (or documents joined by eos)."""
     docs = [text] if isinstance(text, str) else list(text)
@@ -330,8 +316,13 @@ def validation_windows(run: Path, tok: Any, count: int) -> tuple[list[Any], str]
 
 
 def linearity(path: str | Path, text_file: str | Path | None = None, tokens: int | None = None,
-              seq_len: int | None = None, device: str = "cpu") -> dict[str, Any]:
-    """Per-layer linearity of a model folder (see the module docstring); JSON-ready."""
+              seq_len: int | None = None, device: str = "cpu",
+              fallback: tuple[str, Callable[[], list[str]]] | None = None) -> dict[str, Any]:
+    """Per-layer linearity of a model folder (see the module docstring); JSON-ready.
+
+    Text: ``text_file``, else the run's validation windows, else ``fallback`` = (description,
+    function returning documents); the caller supplies it (``rprim.study`` gives solved
+    primitives problems), so this package does not depend on the primitives here."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -357,8 +348,11 @@ def linearity(path: str | Path, text_file: str | Path | None = None, tokens: int
         if got is not None:
             windows, source = got
     if source is None:
-        windows = text_windows(tok, primitives_documents(), seq, count)
-        source = "solved primitives problems (test split)"
+        if fallback is None:
+            raise RprimError(f"{folder} is not a run folder with its corpus at hand; pass --text FILE "
+                             "with text to run the model on")
+        source, make_docs = fallback
+        windows = text_windows(tok, make_docs(), seq, count)
     layers = layer_linearity(model, windows)
     n = sum(len(w) - 1 for w in windows)
     return {"model": str(folder), "text": source, "windows": len(windows), "window_tokens": len(windows[0]),

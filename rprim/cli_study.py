@@ -76,7 +76,7 @@ def similarity_command(model: str, block_size: int | None, out: str | None) -> N
 def linearity_command(model: str, text: str | None, tokens: int | None, out: str | None) -> None:
     """Per layer: R^2 and cosine of the best linear map from input to residual update."""
     from rprim.model_zoo import analysis as A
-    from rprim.study import ANALYSIS_KINDS, check_analysis_out, write_linearity
+    from rprim.study import ANALYSIS_KINDS, LINEARITY_FALLBACK, check_analysis_out, write_linearity
 
     if tokens is not None and tokens < 16:
         raise RprimError(f"--tokens must be at least 16 (got {tokens})")
@@ -85,7 +85,7 @@ def linearity_command(model: str, text: str | None, tokens: int | None, out: str
         A.read_text(text)
     if out is not None:
         check_analysis_out(out, ANALYSIS_KINDS["linearity"])
-    result = A.linearity(model, text, tokens)
+    result = A.linearity(model, text, tokens, fallback=LINEARITY_FALLBACK)
     click.echo(f"text: {result['text']}; fit on {result['tokens_fit']} tokens, scored on "
                f"{result['tokens_score']}")
     click.echo(f"{'layer':>5} {'R^2':>8} {'cosine':>8}")

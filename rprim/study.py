@@ -6,6 +6,7 @@ several token counts and the final models on the 5-shot suite, runs the fine-tun
 on each final model, runs both layer analyses, and writes the report. Layout of ``--out``:
 
     study.json                          the settings (a rerun with other settings is refused)
+    timings.json                        wall seconds of each finished part
     runs/<method>/                      the trainer's run folder (HF model, snapshots/, checkpoints/)
     results/<method>/                   eval of the final model: results.json, samples/,
         training_summary.json           a copy of the run's summary
@@ -355,6 +356,24 @@ def write_linearity(result: dict[str, Any], out: str | Path) -> Path:
     return out
 
 
+def primitives_documents(per_task: int = 6) -> list[str]:
+    """Solved problems of every suite task from the ``test`` split, ``per_task`` to a document
+    (separated by blank lines, like the pretraining mix): text no training run has seen."""
+    import rprim.primitives as P
+
+    docs = []
+    for name in P.suite_names():
+        recs = P.get(name).generate(per_task * 4, seed=0, split="test")
+        for i in range(0, len(recs), per_task):
+            docs.append("\n\n".join(r["query"] + r["target_delimiter"] + r["target"]
+                                    for r in recs[i:i + per_task]))
+    return docs
+
+
+
+LINEARITY_FALLBACK = ("solved primitives problems (test split)", primitives_documents)
+
+
 def analysis_part(s: StudySettings, method: str) -> Part:
     base = results_dir(s, method) / "analysis"
 
@@ -369,7 +388,8 @@ def analysis_part(s: StudySettings, method: str) -> Part:
         if not (base / "similarity" / "similarity.json").is_file():
             write_similarity(A.similarity(folder), base / "similarity")
         if not (base / "linearity" / "linearity.json").is_file():
-            write_linearity(A.linearity(folder, tokens=s.preset.linearity_tokens), base / "linearity")
+            write_linearity(A.linearity(folder, tokens=s.preset.linearity_tokens, fallback=LINEARITY_FALLBACK),
+                            base / "linearity")
 
     return Part(f"analyze {method} (block similarity, linearity)", "analysis", 1.0, done, run)
 

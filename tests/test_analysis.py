@@ -144,7 +144,11 @@ def test_linearity_of_a_folder_uses_primitives_text_by_default(tmp_path):
     m.resize_token_embeddings(len(tok))
     folder = _save(m, tmp_path / "m")
     tok.save_pretrained(folder)
-    res = A.linearity(folder, tokens=600)
+    from rprim.study import LINEARITY_FALLBACK
+
+    with pytest.raises(RprimError, match="pass --text"):
+        A.linearity(folder, tokens=600)
+    res = A.linearity(folder, tokens=600, fallback=LINEARITY_FALLBACK)
     assert res["text"].startswith("solved primitives problems")
     assert len(res["layers"]) == 2 and res["tokens_fit"] + res["tokens_score"] >= 600
     text = tmp_path / "t.txt"
