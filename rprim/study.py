@@ -75,14 +75,14 @@ PRESETS: dict[str, StudyPreset] = {
              "every step from 200 to 300, 1000 examples)."),
     # One GPU, under 15 minutes: the small trainer preset (12 layers, d 768) at context 1024.
     "small": StudyPreset(
-        "small", "small", {"seq_len": 1024, "batch_size": 32, "steps": 2000, "warmup_steps": 100,
-                           "eval_every": 250, "ckpt_every": 500},
-        eval_n=500, snapshot_eval_n=200,
+        "small", "small", {"seq_len": 1024, "batch_size": 32, "steps": 1600, "warmup_steps": 100,
+                           "eval_every": 200, "ckpt_every": 400},
+        eval_n=400, snapshot_eval_n=150,
         finetune={"examples": 64, "seeds": (0, 1, 2), "steps": 300, "eval_start": 200,
-                  "eval_end": 300, "eval_every": 25, "eval_n": 500},
-        rates={"train": 1 / 500_000, "eval": 1 / 400, "finetune": 0.05, "analysis": 10.0, "report": 8.0},
-        note="The small study's fine-tuning protocol evaluates every 25 steps of the window on 500 "
-             "held-out examples per depth (the paper: every step, 1000 examples)."),
+                  "eval_end": 300, "eval_every": 50, "eval_n": 400},
+        rates={"train": 1 / 400_000, "eval": 1 / 400, "finetune": 0.05, "analysis": 15.0, "report": 8.0},
+        note="The small study's fine-tuning protocol evaluates at steps 200, 250 and 300 on 400 "
+             "held-out examples per depth (the paper: every step from 200 to 300, 1000 examples)."),
 }
 
 
