@@ -21,7 +21,6 @@ Inputs and their layout: :mod:`.report_data`. Rendering: :mod:`.report_render`.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -29,7 +28,7 @@ from rprim.core import RprimError, atomic_folder, check_output_folder
 
 from . import stats
 from .scoring import wilson
-from .report_data import (Checkpoint, ModelResults, _group_key, correct_count, load_model,
+from .report_data import (Checkpoint, ModelResults, group_key, correct_count, load_model,
                           task_groups)
 
 REPORT_KIND = "report"
@@ -62,7 +61,7 @@ class Report:
     def groups(self) -> list[str]:
         """Pretraining task groups present in any model, in the paper's order."""
         found = {g for m in self.models for t in m.tasks for g in task_groups(t)}
-        return sorted(found, key=_group_key)
+        return sorted(found, key=group_key)
 
     def finetune_groups(self) -> list[str]:
         found: list[str] = []
@@ -147,7 +146,7 @@ class Report:
                 for i, v in enumerate((both, only_a, only_b, neither, unmatched)):
                     acc[i] += v
         out = []
-        for g in sorted(per_group, key=lambda x: (x == "all tasks", _group_key(x))):
+        for g in sorted(per_group, key=lambda x: (x == "all tasks", group_key(x))):
             both, only_a, only_b, neither, unmatched = per_group[g]
             test = stats.mcnemar(only_a, only_b, both, neither)
             out.append({"a": a, "b": b, "group": g, **test.to_dict(), "unmatched": unmatched})
@@ -168,7 +167,7 @@ class Report:
         for m in self.models:
             for c in [*m.checkpoints, Checkpoint("final", None, (m.summary or {}).get("tokens"),
                                                  m.val_loss, m.tasks)]:
-                for g, p in sorted(m.group_counts(c.tasks).items(), key=lambda x: _group_key(x[0])):
+                for g, p in sorted(m.group_counts(c.tasks).items(), key=lambda x: group_key(x[0])):
                     out.append({"model": m.name, "checkpoint": c.name, "step": c.step,
                                 "tokens": c.tokens, "val_loss": c.val_loss, "group": g,
                                 "accuracy": p.accuracy, "n": p.n})
@@ -232,10 +231,6 @@ def _names(paths: list[Path]) -> list[str]:
     """Folder names, made unique with their parent's name where two are the same."""
     base = [p.resolve().name for p in paths]
     return [f"{p.resolve().parent.name}/{b}" if base.count(b) > 1 else b for p, b in zip(paths, base)]
-
-
-def fmt(x: float | None, digits: int = 3) -> str:
-    return "–" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{digits}f}"
 
 
 __all__ = ["Report", "check_report_folder", "load", "load_model"]

@@ -25,7 +25,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from rprim.core import RprimError
 
@@ -55,7 +55,8 @@ def task_groups(task: str) -> tuple[str, ...]:
     return (t.family,)
 
 
-def _group_key(group: str) -> tuple[int, str]:
+def group_key(group: str) -> tuple[int, str]:
+    """Sort key: the paper's order of task groups, then others by name."""
     return (GROUP_ORDER.index(group) if group in GROUP_ORDER else len(GROUP_ORDER), group)
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from rprim.core import (RprimError, atomic_folder, check_output_folder, folder_lock, write_json)
+from rprim.core import RprimError, atomic_folder, check_output_folder, folder_lock, write_json
 
 STUDY_KIND = "study"
 STUDY_FILE = "study.json"
