@@ -148,3 +148,19 @@ def test_write_json_is_strict_json(tmp_path):
     write_json(tmp_path / "x.json", {"loss": float("nan"), "ok": [1.5, float("inf")]})
     assert json.loads((tmp_path / "x.json").read_text(), parse_constant=lambda c: 1 / 0) == \
         {"loss": None, "ok": [1.5, None]}
+
+
+def test_device_errors_name_the_flag_as_written(monkeypatch):
+    """``--device tpu`` and ``--set device=tpu`` both read as the user typed them."""
+    from rprim.core import parse_device
+
+    with pytest.raises(RprimError, match=r"unknown --set device='tpu'"):
+        parse_device("tpu", "--set device=")
+    with pytest.raises(RprimError, match=r"unknown --device 'tpu'"):
+        parse_device("tpu")
+    torch = pytest.importorskip("torch")
+    from rprim.core.torch_util import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RprimError, match=r"^--set device=cuda: .* use --set device=cpu or auto$"):
+        resolve_device("cuda", "--set device=")
