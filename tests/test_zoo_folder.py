@@ -213,14 +213,17 @@ def test_compiled_layers_share_one_graph_through_growth(cache, tmp_path, monkeyp
 
     def run(name: str, compile_: str) -> dict:
         cfg = resolve_config("tiny", overrides={**parse_sets(TINY + FAST + ["steps=12", f"compile={compile_}"]),
-                                                "method": "midas", "cache_dir": str(cache)})
+                                                "method": "baseline" if name == "base" else "midas",
+                                                "cache_dir": str(cache)})
         return train(cfg, tmp_path / name, progress=False, quiet=True)
 
     eager = run("eager", "false")
     assert not eager["compiled"] and counters["stats"]["unique_graphs"] == 0
+    base = run("base", "true")
+    assert base["compiled"] and counters["stats"]["unique_graphs"] == 1  # all 4 layers: one graph
     comp = run("compiled", "true")
     assert comp["compiled"] and comp["growth_steps"] == [1, 3, 7]
-    assert counters["stats"]["unique_graphs"] == 1  # all layers, all depths, one graph
+    assert counters["stats"]["unique_graphs"] == 1  # MIDAS at depths 1..4: still that graph
     assert losses(tmp_path / "compiled") == pytest.approx(losses(tmp_path / "eager"), abs=1e-5)
     assert comp["compile_time_s"] > 0 and comp["train_time_s"] > 0
 
