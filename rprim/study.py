@@ -233,12 +233,12 @@ def train_part(s: StudySettings, method: str) -> Part:
     folder = run_dir(s, method)
 
     def run() -> None:
-        from rprim.model_zoo import checkpoint as ckpt
+        from rprim.model_zoo.runfolder import RunFolder
         from rprim.model_zoo.train import train
 
-        resume = ckpt.latest(folder / "checkpoints") is not None
-        train(cfg, folder, resume=resume, overwrite=folder.exists() and not resume,
-              progress=True, quiet=False)
+        # a run folder there (an interrupted run): the trainer continues it from its latest
+        # checkpoint, or starts it afresh when it had none
+        train(cfg, folder, resume=RunFolder(folder).is_run(), progress=True, quiet=False)
 
     return Part(f"train {method} ({p['steps']} steps, {p['tokens']:,} tokens, FLOP ratio "
                 f"{p['flop_ratio']:.3f})", "train", p["tokens"] * p["flop_ratio"],

@@ -94,10 +94,14 @@ def test_rerun_skips_finished_parts_and_redoes_missing_ones(micro_study):
 
     shutil.rmtree(tmp / "out" / "results" / "midas" / "finetune")
     (tmp / "out" / "runs" / "midas" / "training_summary.json").unlink()
+    # gradstack killed before its first checkpoint: its run folder holds no checkpoint
+    shutil.rmtree(tmp / "out" / "runs" / "gradstack" / "checkpoints")
+    (tmp / "out" / "runs" / "gradstack" / "training_summary.json").unlink()
     lines: list[str] = []
     S.run(s, log=lines.append)
     ran = [x.split("] ")[1].split(" -- ")[0].split(" (")[0] for x in lines if x.startswith("[study") and "skipped" not in x]
-    assert ran == ["train midas", "fine-tune midas", "write the report"]
+    assert ran == ["train gradstack", "train midas", "fine-tune midas", "write the report"]
+    assert (tmp / "out" / "runs" / "gradstack" / "training_summary.json").is_file()
     assert (tmp / "out" / "runs" / "midas" / "training_summary.json").is_file()
     assert (tmp / "out" / "results" / "midas" / "finetune" / "results.json").is_file()
 
