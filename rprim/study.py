@@ -68,7 +68,7 @@ PRESETS: dict[str, StudyPreset] = {
         eval_n=60, snapshot_eval_n=30,
         finetune={"examples": 16, "seeds": (0,), "steps": 16, "eval_start": 8, "eval_end": 16,
                   "eval_every": 8, "eval_n": 100, "lr": 1e-3, "optimizer": "adamw"},
-        rates={"train": 1 / 4000, "eval": 1 / 50, "finetune": 0.5, "analysis": 4.0, "report": 8.0},
+        rates={"train": 1 / 4000, "eval": 1 / 120, "finetune": 0.3, "analysis": 5.0, "report": 8.0},
         note="The tiny study's fine-tuning protocol is reduced to fit a CPU: 1 seed, 16 examples, "
              "16 full-batch steps of AdamW at 1e-3, accuracy averaged over steps 8 and 16 on 100 "
              "held-out examples per depth (the paper: 3 seeds, 64 examples, 300 steps of Adafactor, "
