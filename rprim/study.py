@@ -117,10 +117,12 @@ class StudySettings:
 
     def record(self) -> dict[str, Any]:
         """What must match for a rerun to continue this study (methods may be added)."""
+        from rprim.model_zoo.train import RESUMABLE_CHANGES  # runtime settings: free to change
+
         p = self.preset
+        free = (RESUMABLE_CHANGES | {"method", "threads"}) - {"snapshot_every", "snapshot_growth"}
         return {"preset": p.name, "train_preset": p.train_preset,
-                "train": {k: v for k, v in self.train_overrides("baseline").items()
-                          if k not in ("method", "threads")},
+                "train": {k: v for k, v in self.train_overrides("baseline").items() if k not in free},
                 "mix": self.mix, "snapshots": p.snapshots, "eval_n": p.eval_n,
                 "snapshot_eval_n": p.snapshot_eval_n, "shots": p.shots,
                 "finetune": {k: list(v) if isinstance(v, tuple) else v for k, v in p.finetune.items()}}

@@ -24,7 +24,8 @@ MICRO = S.StudyPreset(
     "micro", "tiny",
     {"n_layers": 2, "d_model": 32, "n_heads": 2, "d_mlp": 64, "vocab_size": 300, "seq_len": 512,
      "batch_size": 2, "steps": 8, "block_size": 1, "warmup_steps": 2, "ckpt_every": 4,
-     "eval_every": 4, "log_every": 2, "eval_batches": 1, "max_corpus_bytes": 40_000},
+     "eval_every": 4, "log_every": 2, "eval_batches": 1, "max_corpus_bytes": 40_000,
+     "compile": False},  # on a GPU machine too: no compile time in a test
     mix="varassign:0.2,copying:0.05", snapshots=2, eval_n=3, snapshot_eval_n=2, shots=0,
     finetune={"examples": 2, "seeds": (0,), "steps": 2, "eval_start": 1, "eval_end": 2,
               "eval_every": 1, "eval_n": 2},
@@ -108,6 +109,9 @@ def test_rerun_skips_finished_parts_and_redoes_missing_ones(micro_study):
 
 def test_other_settings_into_the_same_study_are_refused(micro_study):
     tmp, _ = micro_study
+    # runtime settings (device, compile, logging) may change between runs of one study
+    S.resolve(MICRO, tmp / "out", corpus=(str(corpus(tmp)),),
+              sets={"cache_dir": str(tmp / "cache"), "log_every": 1, "compile": True}, threads=2)
     with pytest.raises(RprimError, match="other settings"):
         S.resolve(MICRO, tmp / "out", mix="varassign:0.3", corpus=(str(corpus(tmp)),),
                   sets={"cache_dir": str(tmp / "cache")})
