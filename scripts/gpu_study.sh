@@ -24,6 +24,12 @@ KEEP=${KEEP:-0}
 if ! $PY -c "import rprim.model_zoo" 2>/dev/null; then
   $PY -m pip install --no-deps --no-build-isolation -e . >/dev/null
 fi
+# matplotlib draws the figures; a machine without internet can install it from a wheel folder
+# made elsewhere: pip download --only-binary=:all: --python-version 3.12 \
+#   --platform manylinux2014_x86_64 -d wheels matplotlib   (then WHEELS=wheels bash scripts/gpu_study.sh)
+if ! $PY -c "import matplotlib" 2>/dev/null && [ -n "${WHEELS:-}" ]; then
+  $PY -m pip install --no-index --find-links "$WHEELS" matplotlib >/dev/null
+fi
 $PY - <<'PYEOF'
 import importlib.util, torch, transformers
 assert torch.cuda.is_available(), "no CUDA device visible"
