@@ -70,6 +70,15 @@ if [ "$KEEP" != "1" ]; then
   for m in baseline gradstack midas; do
     rm -rf "$OUT/runs/$m/checkpoints" "$OUT/runs/$m/snapshots" "$OUT/runs/$m"/*.safetensors
   done
+  # per-example samples without their 5-shot prompts (id, target, prediction, correct stay,
+  # so `rprim report` can still pair the models): tens of MB -> a few
+  $PY - "$OUT" <<'PYEOF'
+import json, sys
+from pathlib import Path
+for f in Path(sys.argv[1], "results").rglob("samples/*.jsonl"):
+    rows = [json.loads(line) for line in f.read_text().splitlines()]
+    f.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "prompt"}) + "\n" for r in rows))
+PYEOF
 fi
 du -sh "$OUT"
 echo "report: $OUT/report/report.html"
