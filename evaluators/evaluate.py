@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import rprim.primitives as P
@@ -162,15 +163,19 @@ def open_engine(model: Any, plan_tasks: list[TaskData], *, tokenizer: Any = None
         plan = _Plan(plan_tasks, _budgets(plan_tasks, engine.count_tokens_many, max_new_tokens))
         _say(progress, f"{_count_line(plan)}")
         return engine, plan
+    from rprim.core.torch_util import resolve_device
+
     from .hf import HFBackend
-    from .loading import inspect_model, load_weights
+    from .loading import check_safetensors, inspect_model, load_weights
     from .tokens import count_tokens
 
     src = inspect_model(str(model), trust_remote_code=trust_remote_code)
     tok = tokenizer or src.tokenizer
     plan = _Plan(plan_tasks, _budgets(plan_tasks, lambda texts: count_tokens(tok, texts), max_new_tokens))
     mean_prompt = _check_context(src, plan, add_bos)
-    estimate = _estimate(src, plan, mean_prompt, device)
+    if Path(src.source).is_dir() and "gguf_file" not in src.kwargs:
+        check_safetensors(Path(src.source))  # a truncated download fails before anything is printed
+    estimate = _estimate(src, plan, mean_prompt, resolve_device(device))
     _say(progress, f"{_count_line(plan)}; {src.where}{'; ' + estimate if estimate else ''}")
     engine = HFBackend(load_weights(src, dtype, device), tok, batch_size=batch_size,
                        model_id=src.where, add_bos=add_bos)
