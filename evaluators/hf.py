@@ -33,6 +33,7 @@ from typing import Any, Sequence
 from rprim.core import RprimError
 
 from .backend import Backend, Generation, Progress, Request
+from .decode import NONE, Decoder
 from .loading import (check_causal as _check_causal, config_hash, context_length, eos_ids,  # noqa: F401
                       first_line as _first_line, inspect_model, load_hf, load_weights)
 from .tokens import (decide_bos, encode, finish, finish_many, first_stop, forced_guess, plain_texts,
@@ -40,7 +41,6 @@ from .tokens import (decide_bos, encode, finish, finish_many, first_stop, forced
 
 CPU_BATCH = 32  # CPU throughput stops improving around here; memory is not the limit
 GPU_MAX_BATCH = 1024  # decode steps cost launch time per step: wide batches amortize it
-NONE = 1 << 30  # "no token that can stop" in the per-row first-stop index
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,7 +168,8 @@ class HFBackend(Backend):
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.bos = decide_bos(tokenizer, model.config, add_bos)
         self._torch = torch
-        self._tables: dict[tuple[Any, int], Any] = {}
+        self._tables: dict[tuple[Any, int], Any] = {}  # stop tables on the device
+        self._marks: dict[tuple[Any, int], list[bool]] = {}  # the same on the host
         # transformers renamed ``past_key_values`` to ``cache`` (5.2x); use whichever it takes
         params = inspect.signature(model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
@@ -217,6 +218,7 @@ class HFBackend(Backend):
             if (u, vocab) not in self._tables:
                 table = stop_table(self.tok, u, self.eos, vocab)
                 self._tables[(u, vocab)] = torch.tensor(table, dtype=torch.bool, device=self.device)
+                self._marks[(u, vocab)] = table
         return torch.stack([self._tables[(u, vocab)] for u in keys]), {u: i for i, u in enumerate(keys)}
 
     # -- the main entry -------------------------------------------------------------------
@@ -258,6 +260,7 @@ class HFBackend(Backend):
             row_len = max(len(job.prompts[i]) - job.shared + len(job.tails[i]) for i in order)
             bs = (self._auto_batch(job.shared, row_len + job.max_new) if self.batch_size == "auto"
                   else int(self.batch_size))
+            self.stats["batch"] = bs
             start = 0
             while start < len(order):
                 rows = order[start:start + bs]
@@ -269,6 +272,7 @@ class HFBackend(Backend):
                                          "--batch-size or use a smaller model") from None
                     torch.cuda.empty_cache()
                     bs = max(1, bs // 2)
+                    self.stats["batch"] = bs
                     continue
                 start += len(rows)
 
@@ -332,7 +336,7 @@ class HFBackend(Backend):
         del o
         j_, nxt_, stop_ = walk.tolist()  # the one device-to-host transfer of this pass
         gens = [job.tails[b][:j_[k]] + [nxt_[k]] for k, b in enumerate(rows)]
-        verdicts = self._settle(job, [(b, g, s) for b, g, s in zip(rows, gens, stop_)], fresh=True)
+        verdicts = self._settle(job, [(b, g, s, 0) for b, g, s in zip(rows, gens, stop_)])
         pending = []
         for k, (b, g, (over, text)) in enumerate(zip(rows, gens, verdicts)):
             if over:
@@ -343,92 +347,43 @@ class HFBackend(Backend):
         self.stats["decoded"] += len(pending)
         job.report(B - len(pending))
         if pending:
-            self._decode(job, cache, pending, B, shared + L, tables, uidx)
+            marks = {u: self._marks[(u, tables.shape[1])] for u in set(untils)}
+            Decoder(self, job, cache, pending, B, shared + L, marks).run()
 
-    def _settle(self, job: "_Job", items: list[tuple[int, list[int], int]],
-                fresh: bool) -> list[tuple[bool, str]]:
-        """Which rows have stopped: (over, text) per (row, greedy tokens g, stop index).
+    def _settle(self, job: "_Job", items: list[tuple[int, list[int], int, int]]) -> list[tuple[bool, str]]:
+        """Which rows have stopped: (over, text) per (row, greedy tokens g, stop index, since).
 
-        The stop index is that of g's first token able to stop (``NONE``: none, so the row
-        can only end at its budget or the context end). A fresh chain is checked at every
-        prefix from there; a decoding row gains one token per call and its shorter prefixes
-        were checked by earlier calls. Texts are decoded in batches, only where needed.
+        The stop index is that of g's first token able to stop (``NONE``: none, so the row can
+        only end at its budget or the context end); ``since``: g's first token not checked
+        before. Every prefix ending at or after both is checked, as ``generate`` checks after
+        each token; texts are decoded in batches, and only where needed.
         """
         out: list[tuple[bool, str]] = [(False, "")] * len(items)
         check, walk, plain = [], [], []
-        for n, (b, g, s) in enumerate(items):
+        for n, (b, g, s, since) in enumerate(items):
             if s < NONE:
-                (walk if fresh and s < len(g) - 1 else check).append(n)
+                start = min(max(s, since), len(g) - 1)
+                (check if start == len(g) - 1 else walk).append((n, start))
             elif len(g) >= job.max_new or len(job.prompts[b]) + len(g) >= self.max_len:
                 plain.append(n)
         self.stats["text_checks"] += len(check) + len(walk)
         tok, eos = self.tok, self.eos
-        for n in walk:
-            b, g, s = items[n]
-            out[n] = first_stop(g, s, tok, eos, job.requests[b].until, job.max_new)[:2]
-        found = finish_many([items[n][1] for n in check], tok, eos,
-                            [job.requests[items[n][0]].until for n in check], job.max_new)
-        for n, verdict in zip(check, found):
+        for n, start in walk:
+            b, g = items[n][:2]
+            out[n] = first_stop(g, start, tok, eos, job.requests[b].until, job.max_new)[:2]
+        found = finish_many([items[n][1] for n, _ in check], tok, eos,
+                            [job.requests[items[n][0]].until for n, _ in check], job.max_new)
+        for (n, _), verdict in zip(check, found):
             out[n] = verdict
         texts = plain_texts([items[n][1] for n in plain], tok, eos,
                             [job.requests[items[n][0]].until for n in plain], job.max_new)
         for n, text in zip(plain, texts):
             out[n] = (True, text)
-        for n in check + walk:  # a row at the end of the context stops there
-            b, g, _ = items[n]
+        for n, _ in check + walk:  # a row at the end of the context stops there
+            b, g = items[n][:2]
             if not out[n][0] and len(job.prompts[b]) + len(g) >= self.max_len:
                 out[n] = (True, out[n][1])
         return out
-
-    def _decode(self, job: "_Job", cache: Any, pending: list[tuple[int, int, list[int], int, int]],
-                batch: int, cache_len: int, tables: Any, uidx: Any) -> None:
-        """Continue greedy decoding of the pending rows from the batch cache, one token per step.
-
-        Row b's cache is valid on [0, valid); later entries (padding, rejected forced tokens)
-        are masked. New tokens are appended after ``cache_len`` with their true positions (the
-        last greedy token of a row sits at position len(prompt) + len(g) - 1).
-        """
-        torch = self._torch
-        sel = torch.tensor([k for k, *_ in pending], device=self.device)
-        if len(pending) != batch:
-            cache.batch_select_indices(sel)
-        uidx = uidx[sel]
-        gens = {b: g for _, b, g, _, _ in pending}
-        stop_at = {b: s for _, b, _, _, s in pending}
-        state = torch.tensor([[g[-1], len(job.prompts[b]) + len(g) - 1, v, int(s < NONE)]
-                              for _, b, g, v, s in pending], device=self.device)
-        last, pos, hot = state[:, 0], state[:, 1], state[:, 3].bool()
-        mask = (torch.arange(cache_len, device=self.device).unsqueeze(0) < state[:, 2:3]).long()
-        alive: list[int | None] = [b for _, b, *_ in pending]
-        while any(b is not None for b in alive):
-            mask = torch.cat([mask, mask.new_ones((len(alive), 1))], 1)
-            o = self._forward(input_ids=last.unsqueeze(1), attention_mask=mask,
-                              position_ids=pos.unsqueeze(1), past_key_values=cache, use_cache=True,
-                              logits_to_keep=1)
-            cache = _cache_of(o)
-            last = o.logits[:, -1].argmax(-1)
-            del o
-            hot = hot | tables[uidx, last]
-            pos = pos + 1
-            self.stats["decode_steps"] += 1
-            nxt, hots = torch.stack([last, hot.long()]).tolist()  # one transfer per step
-            live = [(k, b) for k, b in enumerate(alive) if b is not None]
-            for k, b in live:
-                gens[b].append(nxt[k])
-                if hots[k] and stop_at[b] >= NONE:
-                    stop_at[b] = len(gens[b]) - 1
-            verdicts = self._settle(job, [(b, gens[b], stop_at[b]) for _, b in live], fresh=False)
-            for (k, b), (over, text) in zip(live, verdicts):
-                if over:
-                    job.out[b] = Generation(text, fast=False)
-                    alive[k] = None
-            job.report(sum(over for over, _ in verdicts))
-            still = [k for k, b in enumerate(alive) if b is not None]
-            if still and len(still) <= len(alive) // 2:  # drop finished rows once they are half
-                keep = torch.tensor(still, device=self.device)
-                cache.batch_select_indices(keep)
-                mask, last, pos, hot, uidx = mask[keep], last[keep], pos[keep], hot[keep], uidx[keep]
-                alive = [alive[k] for k in still]
 
 
 def _walk(torch: Any, argmax: Any, ids: Any, at: Any, rest: Any, tlen: Any, tables: Any,

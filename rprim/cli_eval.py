@@ -85,7 +85,7 @@ def eval_command(model: str, tasks: str | None, data: str | None, shots: int | N
                  add_bos: bool | None, tensor_parallel_size: int, max_model_len: int | None,
                  threads: int | None) -> None:
     """Score a causal LM on the reasoning primitives (greedy exact match)."""
-    from rprim.evaluators.data import check_n, read_records, task_names
+    from rprim.evaluators.data import check_n, read_records, task_names, user_task_data
     from rprim.evaluators.results import check_results_folder
 
     bs = parse_batch_size(batch_size)
@@ -107,6 +107,9 @@ def eval_command(model: str, tasks: str | None, data: str | None, shots: int | N
     if threads is not None and threads < 1:
         raise RprimError(f"--threads must be positive (got {threads})")
     chosen = read_records(data) if data is not None else task_names(tasks or "suite")
+    if data is not None:
+        for name, records in chosen.items():  # checked now, before torch loads
+            user_task_data(name, records, count, where=f"--data {data}")
     if out is not None:
         check_results_folder(out)
     if backend == "vllm":
