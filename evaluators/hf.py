@@ -298,20 +298,28 @@ class HFBackend(Backend):
             return o
 
     def _inputs(self, job: "_Job", rows: list[int]) -> tuple[Any, Any, int]:
-        """(packed device tensor: ids | rest length | tail length | row length, until index per
-        row, L): built on the host with vectorized fills and moved in one transfer."""
+        """(packed device tensor: ids | rest length | tail length | row length, until per row,
+        L): built on the host with vectorized fills and moved in one transfer."""
+        import itertools
+
+        import numpy as np
+
         torch = self._torch
         shared = job.shared
         rests = [len(job.prompts[i]) - shared for i in rows]
         tl = [len(job.tails[i]) for i in rows]
         lens = [a + b for a, b in zip(rests, tl)]
         L = max(lens)
-        flat = [t for i in rows for part in (job.prompts[i][shared:], job.tails[i]) for t in part]
+        parts = itertools.chain.from_iterable(
+            itertools.chain(job.prompts[i][shared:], job.tails[i]) for i in rows)
+        flat = torch.from_numpy(np.fromiter(parts, dtype=np.int64, count=sum(lens)))
         meta = torch.tensor([rests, tl, lens], dtype=torch.long).T
         ids = torch.full((len(rows), L), self.pad, dtype=torch.long)
-        ids[torch.arange(L).unsqueeze(0) < meta[:, 2:3]] = torch.tensor(flat, dtype=torch.long)
-        packed = torch.cat([ids, meta], 1).to(self.device)
-        return packed, [job.requests[i].until for i in rows], L
+        ids[torch.arange(L).unsqueeze(0) < meta[:, 2:3]] = flat
+        packed = torch.cat([ids, meta], 1)
+        if self.device.type == "cuda":
+            packed = packed.pin_memory()
+        return packed.to(self.device, non_blocking=True), [job.requests[i].until for i in rows], L
 
     def _batch(self, job: "_Job", rows: list[int], prefix: Any) -> None:
         """Teacher-force prompt+guess for a batch, walk the greedy chain, decode the rest."""
