@@ -100,9 +100,14 @@ def task_data(name: str, shots: int, n: int | None, seed: int) -> TaskData:
 
 
 def task_records(name: str, shots: int, n: int | None, seed: int) -> tuple[Any, list[dict[str, Any]]]:
-    """(task, records with k-shot prompts). Suite tasks at seed 0 read the frozen suite."""
-    data = task_data(name, shots, n, seed)
-    return P.get(name), data.records
+    """(task, the first n records with k-shot prompts). Suite tasks at seed 0 read the frozen
+    suite; others are generated (``rprim export`` uses this, without eval's cap on n)."""
+    task = P.get(name)
+    if n is not None and n <= 0:
+        raise RprimError(f"--n must be a positive number of examples (got {n})")
+    if name in P.SUITE and seed == 0 and _suite_available():
+        return task, _suite_records(task, shots, n, seed)[:n or DEFAULT_N]
+    return task, task.generate(n or DEFAULT_N, seed=seed, split="test", shots=shots)
 
 
 def user_task_data(name: str, records: Sequence[Any], n: int | None = None,

@@ -178,6 +178,19 @@ def test_announces_count_and_estimate_then_scores_own_data(folders, tmp_path, ca
     assert data["add_bos"] is False and "no BOS" in data["add_bos_reason"]
 
 
+def test_corrupt_weights_fail_in_one_line_for_finetune_too(folders):
+    """Fine-tuning loads models through the same path (make_backend / load_hf)."""
+    from rprim.core import RprimError
+    from rprim.evaluators import make_backend
+    from rprim.evaluators.hf import load_hf
+
+    for load in (load_hf, make_backend):
+        with pytest.raises(RprimError, match="truncated or corrupt"):
+            load(str(folders["trunc"]))
+    with pytest.raises(RprimError, match="not valid JSON"):
+        load_hf(str(folders["badcfg"]))
+
+
 def test_rprim_cli_subprocess(folders, tmp_path):
     """Through the real entry point: exit 2, one line on stderr, nothing on stdout."""
     r = subprocess.run([sys.executable, "-m", "rprim", "eval", "--model", str(tmp_path / "nope")],

@@ -115,3 +115,28 @@ def test_expanded_cache_leaves_the_prefix_untouched():
     assert prefix.get_seq_length() == lengths
     for layer, (k, v) in zip(prefix.layers, before):
         assert torch.equal(layer.keys, k) and torch.equal(layer.values, v)
+
+
+@pytest.mark.parametrize("kind", ["bpe", "sp"])
+def test_looping_rows_are_guessed_and_verified(kind, monkeypatch):
+    """Rows that repeat themselves (this untrained model loops with periods 1, 2 and 5, some
+    through byte tokens) take several tokens per step, with the same text as one token per
+    step and as generate."""
+    import rprim.evaluators.decode as D
+
+    tok = tokenizer(kind)
+    model = tiny_model(tok, seed=1, train_steps=0, hidden=128, heads=4, kv_heads=2)
+    reqs = [Request(p, c, u) for p, c, u in _prompts(3)]
+    said = [plain_greedy(model, tok, r.prompt, r.until, 12) for r in reqs]
+    loopy = [r for r, t in zip(reqs, said) if len(t) > 6 and len(set(t[-6:])) <= 3]
+    assert len(loopy) >= 2
+    runs = {}
+    for k in (0, 4):
+        monkeypatch.setitem(D.SPECULATE, "cpu", k)
+        be = HFBackend(model, tok, batch_size=12)
+        runs[k] = ([g.text for g in be.greedy(reqs + loopy, 12)], be.stats["decode_steps"])
+        be = HFBackend(model, tok, batch_size=12)
+        be.greedy(loopy, 12)
+        runs[k] += (be.stats["decode_steps"],)
+    assert runs[0][0] == runs[4][0] == said + [s for r, s in zip(reqs, said) if r in loopy]
+    assert runs[4][2] < runs[0][2]  # where every row loops, fewer steps
