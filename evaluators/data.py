@@ -89,14 +89,17 @@ def _suite_records(task: Any, shots: int, n: int | None, seed: int) -> list[dict
 
 
 def task_data(name: str, shots: int, n: int | None, seed: int) -> TaskData:
-    """Records of a registered task (k-shot prompts) and the sample for its answer budget."""
+    """Records of a registered task (k-shot prompts) and the sample for its answer budget:
+    the frozen suite's 1000 records, or the first ``BUDGET_SAMPLE`` draws of the task's test
+    stream at that seed (repeats allowed, so tasks with few distinct queries have one too)."""
     check_n(n)
     task = P.get(name)
     if name in P.SUITE and seed == 0 and _suite_available():
         recs = _suite_records(task, shots, n, seed)
-    else:
-        recs = task.generate(max(n or DEFAULT_N, BUDGET_SAMPLE), seed=seed, split="test", shots=shots)
-    return TaskData(task.name, recs[:n or DEFAULT_N], recs, task.chance, shots)
+        return TaskData(task.name, recs[:n or DEFAULT_N], recs, task.chance, shots)
+    recs = task.generate(n or DEFAULT_N, seed=seed, split="test", shots=shots)
+    sample = task.generate(BUDGET_SAMPLE, seed=seed, split="test", unique=False)
+    return TaskData(task.name, recs, sample, task.chance, shots)
 
 
 def task_records(name: str, shots: int, n: int | None, seed: int) -> tuple[Any, list[dict[str, Any]]]:
@@ -185,9 +188,14 @@ def prepare(tasks: Any, shots: int, n: int | None, seed: int) -> list[TaskData]:
 
 
 def answer_budget(data: TaskData, count_many: Callable[[Sequence[str]], list[int]]) -> int:
-    """Tokens to decode at most for ``data``: longest answer over its fixed sample (which holds
-    the scored records) + ``ANSWER_MARGIN``."""
-    return max(count_many(data.continuations()), default=0) + ANSWER_MARGIN
+    """Tokens to decode at most for ``data``: longest answer over its fixed sample + ``ANSWER_MARGIN``.
+
+    The scored records are counted too, for the rare record longer than every sample answer
+    (then, and only then, the budget can depend on which records are scored)."""
+    conts = data.continuations()
+    known = set(conts)
+    extra = sorted({c for c in data.continuations(data.records) if c not in known})
+    return max(count_many(conts + extra), default=0) + ANSWER_MARGIN
 
 
 def data_hash(records: Sequence[dict[str, Any]]) -> str:

@@ -36,7 +36,10 @@ def test_prediction_does_not_depend_on_n(task, seed):
 def test_budget_sample_is_fixed():
     a, b = task_data("psm", 0, 5, 1), task_data("psm", 0, 50, 1)
     assert a.sample == b.sample and len(a.records) == 5 and b.records[:5] == a.records
+    assert {r["id"] for r in b.records} <= {r["id"] for r in b.sample}
     assert len(task_data("varassign-code-d0", 0, 3, 0).sample) == 1000  # the frozen suite
+    small = P.get("varassign", depth=0, format="basic", width=1)  # few distinct queries
+    assert len(task_data(small.name, 0, 20, 0).sample) == 1000
 
 
 def test_n_is_capped_before_any_data_is_made():

@@ -126,7 +126,7 @@ def test_looping_rows_are_guessed_and_verified(kind, monkeypatch):
 
     tok = tokenizer(kind)
     model = tiny_model(tok, seed=1, train_steps=0, hidden=128, heads=4, kv_heads=2)
-    reqs = [Request(p, c, u) for p, c, u in _prompts(3)]
+    reqs = [Request(p, c, u) for p, c, u in _prompts()]
     said = [plain_greedy(model, tok, r.prompt, r.until, 12) for r in reqs]
     loopy = [r for r, t in zip(reqs, said) if len(t) > 6 and len(set(t[-6:])) <= 3]
     assert len(loopy) >= 2
