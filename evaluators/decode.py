@@ -66,7 +66,7 @@ class Decoder:
         torch = self.torch
         A, W = self.gen.shape
         idx = torch.arange(W, device=self.dev)
-        end = (self.n - 1).unsqueeze(1)
+        end = (self.n - 1).clamp(0, W - 1).unsqueeze(1)  # rows past their budget stay in range
         last = self.gen.gather(1, end)
         seen = torch.where((self.gen == last) & (idx < end), idx, -1).max(1).values
         period = (end.squeeze(1) - seen).clamp(min=1).unsqueeze(1)
@@ -98,7 +98,7 @@ class Decoder:
         cols = (self.n.unsqueeze(1) + span).clamp(max=self.gen.shape[1] - 1)
         keep = span.unsqueeze(0) <= acc.unsqueeze(1)
         self.gen.scatter_(1, cols, torch.where(keep, preds, self.gen.gather(1, cols)))
-        self.n = self.n + 1 + acc
+        self.n = (self.n + 1 + acc).clamp(max=self.gen.shape[1])
         self.pos = self.pos + 1 + acc
         be.stats["decode_steps"] += 1
         out = torch.cat([preds, acc.unsqueeze(1), loops.long().unsqueeze(1)], 1).tolist()  # one sync
