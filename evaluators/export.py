@@ -6,36 +6,58 @@ exemplar set in order (sampler ``first_n``), lm-eval joins each exemplar as
 query + target_delimiter + target + "\\n\\n" and then appends the query, as rprim does.
 Predictions are cut at the task's ``until`` strings and compared after stripping
 surrounding whitespace, rprim's exact-match metric.
+
+The folder can move. lm-eval hands ``dataset_kwargs`` to ``datasets.load_dataset`` unchanged,
+and ``datasets`` resolves relative ``data_files`` against the working directory, not the YAML
+(only ``include:`` and ``!function`` are resolved beside the YAML). So each data file is named
+by two relative glob patterns: one that matches from inside the export folder, one from the
+folder that holds it. ``datasets`` skips a glob pattern that matches nothing (a plain path would
+be an error), so exactly one of them applies from either place. The file names carry a hash of
+their bytes, so a pattern can never pick up another export's data.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import rprim.primitives as P
-from rprim.core import atomic_folder, check_output_folder
-from rprim.primitives.io import write_jsonl, write_parquet
+from rprim.core import RprimError, atomic_folder, check_output_folder, write_text
+from rprim.primitives.io import write_parquet
 
 from .evaluate import task_names, task_records
 
+DOC_FIELDS = ("id", "task", "index", "query", "target", "hash")  # the lm-eval docs' fields
 ANSWER_TOKENS = 32  # max_gen_toks: far above any target of the suite
 STRIP = ["^\\s+", "\\s+$"]  # rprim's prediction is stripped of surrounding whitespace
 
 
+YAML_NOTE = ("# Written by `rprim export lm-eval`. Data paths are relative: run lm_eval from the\n"
+             "# folder that holds this export (--include_path FOLDER) or from inside it\n"
+             "# (--include_path .).\n")
+
+
 def lm_eval_name(task: str) -> str:
-    return "rprim_" + task.replace("-", "_")
+    """lm-eval's name for an rprim task: the canonical name behind ``rprim-``, which keeps it
+    apart from lm-eval's own tasks (lm-eval ships an ``arithmetic`` group of its own)."""
+    return "rprim-" + task
 
 
 @contextlib.contextmanager
 def _staged(out: str | Path, kind: str) -> Iterator[tuple[Path, Path]]:
-    """(final folder, temp folder beside it): the temp folder is published at ``out`` only
-    when the block completes; an earlier export there is updated, a user's files are kept."""
-    out = check_output_folder(out, kind).absolute()
+    """(final folder, temp folder): the temp folder is published at ``out`` only when the
+    block completes; an earlier export there is updated, a user's files are kept."""
+    out = Path(os.path.abspath(check_output_folder(out, kind)))
     with atomic_folder(out, kind=kind) as tmp:
         yield out, tmp
+
+
+def _jsonl(records: Sequence[dict[str, Any]]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in records)
 
 
 def _lines(records: Sequence[dict[str, Any]]) -> list[list[str]]:
@@ -44,16 +66,40 @@ def _lines(records: Sequence[dict[str, Any]]) -> list[list[str]]:
 
 def _yaml(config: dict[str, Any]) -> str:
     """YAML for lm-eval; every value is written as JSON, which is valid YAML."""
-    return "".join(f"{k}: {json.dumps(v)}\n" for k, v in config.items())
+    return YAML_NOTE + "".join(f"{k}: {json.dumps(v)}\n" for k, v in config.items())
+
+
+def _glob_literal(text: str) -> str:
+    """``text`` as a glob pattern that matches exactly it."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+def data_patterns(export_name: str, relpath: str) -> list[str]:
+    """Relative glob patterns for a file of an export named ``export_name``: the first matches
+    from inside the export, the second from the folder holding it. The ``[.]`` makes each a
+    glob, which ``datasets`` skips when it matches nothing."""
+    stem, dot, ext = _glob_literal(relpath).rpartition(".")
+    inside = f"{stem}[.]{ext}" if dot else relpath
+    return [inside, f"{_glob_literal(export_name)}/{inside}"]
+
+
+def _write_data(folder: Path, split: str, records: Sequence[dict[str, Any]]) -> str:
+    """Write ``<split>-<hash>.jsonl`` (the hash of its bytes) into ``folder``; return its name."""
+    text = _jsonl(records)
+    name = f"{split}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.jsonl"
+    write_text(folder / name, text, fsync=False)
+    return name
 
 
 def export_lm_eval(out: str | Path, tasks: str | Sequence[str] | None = "suite", shots: int = 5,
                    n: int | None = None, seed: int = 0) -> list[str]:
     """Write one lm-eval task per rprim task (data + YAML) and a group ``rprim``.
 
-    Data paths in the YAML are absolute, so the folder must be re-exported if it moves.
-    Returns the lm-eval task names.
+    Data paths in the YAML are relative (see the module docstring), so the folder can move:
+    run lm-eval from the folder that holds it, or from inside it. Returns the lm-eval task names.
     """
+    if isinstance(shots, bool) or not isinstance(shots, int) or shots < 0:
+        raise RprimError(f"--shots must be 0 or more exemplars (got {shots!r})")
     names = task_names(tasks)
     with _staged(out, "lm-eval-export") as (dest, tmp):
         exported = []
@@ -61,16 +107,18 @@ def export_lm_eval(out: str | Path, tasks: str | Sequence[str] | None = "suite",
             task, records = task_records(name, 0, n, seed)
             folder = tmp / task.name
             folder.mkdir()
-            write_jsonl(_lines(records), folder / "test.jsonl")
             # first_n takes exemplars in order, so any --num_fewshot up to 10 matches rprim too
             exemplars = [{"query": q, "target": t} for q, t in task.exemplars(seed, max(shots, 10))]
-            write_jsonl(_lines(exemplars), folder / "fewshot.jsonl")
-            final = dest / task.name
+            # only what lm-eval reads: nested metadata of mixed types (arithmetic's solved sums)
+            # is not representable in Arrow, which `datasets` loads JSON into
+            docs = [{k: r[k] for k in DOC_FIELDS} for r in records]
+            files = {"test": _write_data(folder, "test", docs),
+                     "fewshot": _write_data(folder, "fewshot", exemplars)}
             config = {
                 "task": lm_eval_name(task.name),
                 "dataset_path": "json",
-                "dataset_kwargs": {"data_files": {"test": str(final / "test.jsonl"),
-                                                  "fewshot": str(final / "fewshot.jsonl")}},
+                "dataset_kwargs": {"data_files": {split: data_patterns(dest.name, f"{task.name}/{file}")
+                                                  for split, file in files.items()}},
                 "test_split": "test",
                 "fewshot_split": "fewshot",
                 "fewshot_config": {"sampler": "first_n"},
@@ -88,13 +136,13 @@ def export_lm_eval(out: str | Path, tasks: str | Sequence[str] | None = "suite",
                 "metadata": {"version": float(P.GENERATOR_VERSION), "rprim_task": task.name,
                              "seed": seed},
             }
-            (folder / f"{task.name}.yaml").write_text(_yaml(config), encoding="utf-8")
+            write_text(folder / f"{task.name}.yaml", _yaml(config), fsync=False)
             exported.append(config["task"])
         group = {"group": "rprim", "task": exported,
                  "aggregate_metric_list": [{"metric": "exact_match", "aggregation": "mean",
                                             "weight_by_size": False}],
                  "metadata": {"version": float(P.GENERATOR_VERSION)}}
-        (tmp / "_rprim.yaml").write_text(_yaml(group), encoding="utf-8")
+        write_text(tmp / "_rprim.yaml", _yaml(group), fsync=False)
     return exported
 
 
@@ -117,5 +165,5 @@ def export_parquet(out: str | Path, tasks: str | Sequence[str] | None = "suite",
         card += ["---", "", "# rprim reasoning primitives",
                  "", f"Generated by rprim (generator version {P.GENERATOR_VERSION}), seed {seed}. "
                  "Fields `params` and `metadata` are JSON text.", ""]
-        (tmp / "README.md").write_text("\n".join(card), encoding="utf-8")
+        write_text(tmp / "README.md", "\n".join(card), fsync=False)
     return configs

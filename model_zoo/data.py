@@ -91,10 +91,13 @@ def cached_token_file(documents_fn, tokenizer, corpus_hash: str, tok_hash: str, 
 
 
 class PackedTokens:
-    """Fixed-length windows over a token file, split into train and validation."""
+    """Fixed-length windows over a token file, split into train and validation.
 
-    def __init__(self, tokens: np.ndarray, seq_len: int, val_fraction: float):
-        self.tokens = tokens
+    ``train_tokens`` replaces the training region (the corpus's, with the pretraining mix
+    inserted: ``model_zoo.mix``); the validation windows stay those of the corpus."""
+
+    def __init__(self, tokens: np.ndarray, seq_len: int, val_fraction: float,
+                 train_tokens: np.ndarray | None = None):
         self.seq_len = seq_len
         n_windows = (len(tokens) - 1) // seq_len
         self.n_val = max(1, round(n_windows * val_fraction))
@@ -103,21 +106,27 @@ class PackedTokens:
             raise RprimError(f"the corpus has {len(tokens)} tokens, too few for a training and a "
                            f"validation sequence of {seq_len}+1 tokens; add text or lower "
                            "--set seq_len")
+        split = self.n_train * seq_len
+        self.corpus_train = tokens[: split + 1]  # window i: [i*S, i*S + S + 1)
+        self.val = tokens[split:]
+        self.train = self.corpus_train if train_tokens is None else train_tokens
+        if train_tokens is not None:
+            self.n_train = (len(train_tokens) - 1) // seq_len
 
-    def _windows(self, idx: list[int]):
+    @staticmethod
+    def _rows(tokens: np.ndarray, starts: list[int], s: int):
         import torch
 
-        s = self.seq_len
-        rows = np.stack([np.asarray(self.tokens[i * s: i * s + s + 1], dtype=np.int64) for i in idx])
+        rows = np.stack([np.asarray(tokens[i * s: i * s + s + 1], dtype=np.int64) for i in starts])
         return torch.from_numpy(rows)
 
     def train_windows(self, idx: list[int]):
         """LongTensor [len(idx), seq_len + 1] of training windows."""
-        return self._windows(idx)
+        return self._rows(self.train, idx, self.seq_len)
 
     def val_windows(self, start: int, count: int):
         """Validation windows start .. start+count-1 (wrapping around the validation slice)."""
-        return self._windows([self.n_train + (start + j) % self.n_val for j in range(count)])
+        return self._rows(self.val, [(start + j) % self.n_val for j in range(count)], self.seq_len)
 
 
 class Sampler:

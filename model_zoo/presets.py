@@ -62,6 +62,7 @@ class TrainConfig:
     val_fraction: float = 0.02
     tokenizer: str | None = None  # existing HF tokenizer folder; None: train a BPE
     cache_dir: str | None = None  # None: $RPRIM_CACHE or ~/.cache/rprim
+    mix: str | None = None  # primitives' train split in the training tokens: "varassign:0.05,copying:0.02"
     # --- runtime ---
     seed: int = 0
     parallel: str = "ddp"  # several ranks (torchrun): ddp (replicate) | fsdp (FSDP2 fully_shard)
@@ -75,6 +76,8 @@ class TrainConfig:
     eval_batches: int = 4
     ckpt_every: int = 100
     keep_checkpoints: int = 2
+    snapshot_every: int = 0  # >0: an HF folder at OUT/snapshots/step-N every N steps (0: off)
+    snapshot_growth: bool = False  # an HF folder at the end of each stage, just before it grows
     peak_flops: float | None = None  # per device, for MFU; None: looked up for known GPUs
     step_delay: float = 0.0  # seconds to sleep per step; only for tests that interrupt a run
 
@@ -143,6 +146,12 @@ class TrainConfig:
             raise RprimError("no corpus given; pass --corpus stdlib-python|shakespeare|PATH")
         if self.max_corpus_bytes is not None and self.max_corpus_bytes < 1:
             raise RprimError("max_corpus_bytes must be positive (or null for the whole corpus)")
+        if self.snapshot_every < 0:
+            raise RprimError(f"snapshot_every must be >= 0 steps (0 turns snapshots off); got {self.snapshot_every}")
+        if self.mix is not None:
+            from rprim.model_zoo.mix import parse_mix  # imports rprim.primitives (light: no torch)
+
+            parse_mix(self.mix)
         from rprim.model_zoo.schedule import parse_schedule  # pure, light
 
         parse_schedule(self.schedule, self.n_blocks)

@@ -19,7 +19,7 @@ from typing import Any
 from rprim.model_zoo import checkpoint as ckpt
 from rprim.model_zoo import distributed as D
 from rprim.model_zoo.corpora import resolve_corpus
-from rprim.core import RprimError, write_json, write_text
+from rprim.core import RprimError, atomic_folder, write_json, write_text
 from rprim.core import cache_dir as core_cache_dir
 from rprim.model_zoo.flops import FlopModel, ratio_to_baseline, stage_flops
 from rprim.model_zoo.growth import grow_model, grow_state, load_state_by_name, optimizer_state_by_name
@@ -27,7 +27,7 @@ from rprim.model_zoo.presets import TrainConfig
 from rprim.model_zoo.schedule import Stage, lr_at, make_stages, stage_at
 
 # Settings that may change between a run and its resumption (they do not change the math).
-RESUMABLE_CHANGES = {"grad_checkpointing", "log_every", "eval_every", "ckpt_every", "keep_checkpoints", "step_delay",
+RESUMABLE_CHANGES = {"snapshot_every", "snapshot_growth", "grad_checkpointing", "log_every", "eval_every", "ckpt_every", "keep_checkpoints", "step_delay",
                      "compile", "threads", "device", "cache_dir", "eval_batches", "peak_flops",
                      "micro_batch_size"}
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "GH200": 989e12, "B200": 2250e12, "A100": 312e12,
@@ -216,9 +216,25 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, overwrite: bool, progress:
     if not dist.main:
         tok = get_tokenizer()
         tfile = get_tokens(tok)
-    data_time = time.perf_counter() - t0
     cfg = dataclasses.replace(cfg, vocab_size=len(tok))
     data = PackedTokens(tfile.array(), cfg.seq_len, cfg.val_fraction)
+    mixfile = None
+    if cfg.mix:
+        from rprim.model_zoo.mix import cached_mix_file
+
+        def get_mix():
+            return cached_mix_file(cfg.mix, data.corpus_train, tok, tfile.manifest["corpus_hash"],
+                                   tfile.manifest["tokenizer_hash"], cfg.seq_len, cfg.val_fraction, cache_dir)
+
+        if dist.main:
+            mixfile = get_mix()
+        D.barrier(dist)
+        if not dist.main:
+            mixfile = get_mix()
+        data = PackedTokens(tfile.array(), cfg.seq_len, cfg.val_fraction, train_tokens=mixfile.array())
+        _log(dist, f"mix {cfg.mix}: {mixfile.manifest['mix_tokens']:,} of {mixfile.manifest['n_tokens']:,} "
+                   f"training tokens ({mixfile.manifest['fraction']:.1%})", quiet)
+    data_time = time.perf_counter() - t0
     _log(dist, f"data: {tfile.n_tokens:,} tokens ({data.n_train} train / {data.n_val} val windows of "
                f"{cfg.seq_len}), vocab {cfg.vocab_size}, prepared in {data_time:.1f}s", quiet)
 
@@ -321,6 +337,21 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, overwrite: bool, progress:
         local = sum(losses) / max(1, len(losses))
         return D.mean(local, dist)
 
+    def snapshot(stage_index: int, depth: int, train_loss: float, before_growth: bool) -> None:
+        """An HF folder of the model as it is now, with its validation loss (all ranks call)."""
+        val = evaluate()
+        full = D.full_state(model, optimizer)[0] if shard else None
+        if dist.main:
+            info = {"step": state.step, "tokens": state.tokens, "depth": depth, "stage": stage_index,
+                    "val_loss": val, "train_loss": train_loss, "method": cfg.method,
+                    "before_growth": before_growth}
+            save_snapshot(snap_root / f"step-{state.step:08d}", _plain_model(cfg, model, full, tok, shard), tok, info)
+        D.barrier(dist)
+
+    snap_root = out / "snapshots"
+    if dist.main and resume_from is not None:
+        _drop_snapshots_after(snap_root, state.step)
+
     # --- the loop ---
     bar = tqdm(total=total, initial=state.step, disable=not (progress and dist.main), unit="step",
                dynamic_ncols=True)
@@ -389,6 +420,9 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, overwrite: bool, progress:
             if dist.main:
                 with open(metrics_path, "a") as fh:
                     fh.write(json.dumps(row) + "\n")
+        grows_next = state.step < total and stage_at(stages, state.step).depth > depth
+        if (cfg.snapshot_every and state.step % cfg.snapshot_every == 0) or (cfg.snapshot_growth and grows_next):
+            snapshot(stage.index, depth, last_loss, grows_next)
         if state.step % cfg.ckpt_every == 0 and state.step < total:
             save_checkpoint("periodic")
     bar.close()
@@ -398,22 +432,49 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, overwrite: bool, progress:
     final_state = save_checkpoint("final")
     summary = _summary(cfg, stages, state, last_loss, final_val, time.perf_counter() - t_start,
                        fm, corpus, tok, tfile, dist.world, peak)
+    summary["mix"] = mixfile.summary() if mixfile is not None else None
     if dist.main:
-        if shard:  # a plain model around the gathered weights; the sharded one cannot be saved
-            export = build_model(cfg, len(model.model.layers), tok, meta=True)
-            export.load_state_dict(final_state, assign=True)
-            model = export
-        model.config.use_cache = True
-        model.generation_config.bos_token_id = tok.bos_token_id
-        model.generation_config.eos_token_id = tok.eos_token_id
-        model.generation_config.pad_token_id = tok.pad_token_id
-        model.save_pretrained(str(out))
-        tok.save_pretrained(str(out))
+        save_hf(_plain_model(cfg, model, final_state, tok, shard), tok, out)
         write_json(out / "training_summary.json", summary)
         _log(dist, f"done: {state.step} steps, {state.tokens:,} tokens, train loss {last_loss:.4f}, "
                    f"val loss {final_val:.4f}, {summary['wall_time_s']:.1f}s -> {out}", quiet)
     D.barrier(dist)
     return summary
+
+
+def _plain_model(cfg: TrainConfig, model, full_state: dict | None, tok, shard: bool):
+    """The model as a plain (unsharded) module on rank 0: FSDP's sharded one cannot be saved,
+    so a meta-device copy is filled with the gathered full state."""
+    if not shard:
+        return model
+    export = build_model(cfg, len(model.model.layers), tok, meta=True)
+    export.load_state_dict(full_state, assign=True)
+    return export
+
+
+def save_hf(model, tok, folder: Path) -> None:
+    """Write ``model`` and ``tok`` as a plain HF folder (config, safetensors, generation config,
+    tokenizer) that transformers, vLLM and ``rprim eval`` load."""
+    model.config.use_cache = True
+    model.generation_config.bos_token_id = tok.bos_token_id
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+
+
+def save_snapshot(folder: Path, model, tok, info: dict[str, Any]) -> None:
+    """One snapshot: an HF folder plus ``snapshot.json``, published atomically."""
+    with atomic_folder(folder) as tmp:
+        save_hf(model, tok, tmp)
+        write_json(tmp / "snapshot.json", info)
+
+
+def _drop_snapshots_after(root: Path, step: int) -> None:
+    """Snapshots written after the checkpoint a run resumes from are redone by the resumed run."""
+    for p in root.glob("step-*"):
+        if p.is_dir() and p.name[5:].isdigit() and int(p.name[5:]) > step:
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def _grow(model, optimizer, cfg: TrainConfig, device: str):

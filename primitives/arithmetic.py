@@ -6,13 +6,14 @@ target follows "=" with no space (``target_delimiter`` is "").
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 
-from .base import Primitive
+from .base import FORMAT_SUFFIX, Primitive, check_range, format_suffix
 from rprim.core import RprimError
 from .render import Raw, Slot
 from .rng import Draws
@@ -26,6 +27,12 @@ class ArithmeticConfig:
     format: str = "plain"
 
 
+MAX_CONTEXT = 10_000   # solved sums in one query
+MAX_OPERANDS = 100     # operand values: the table of signed pairs holds 4 * 100**2 entries
+# arithmetic[-c<context>][-v<low>_<high>][-f<format>], the inverse of `name`
+_NAME = re.compile(r"arithmetic(?:-c(\d+))?(?:-v(\d+)_(\d+))?" + FORMAT_SUFFIX)
+
+
 class Arithmetic(Primitive):
     family = "arithmetic"
     Config = ArithmeticConfig
@@ -33,16 +40,31 @@ class Arithmetic(Primitive):
 
     def validate(self) -> None:
         c = self.config
-        if c.context < 0:
-            raise RprimError(f"context must be >= 0 solved sums (got {c.context})")
-        if not 0 <= c.low <= c.high:
-            raise RprimError(f"arithmetic needs 0 <= low <= high (got {c.low}..{c.high})")
+        if not 0 <= c.context <= MAX_CONTEXT:
+            raise RprimError(f"context must be 0..{MAX_CONTEXT:,} solved sums (got {c.context})")
+        check_range("arithmetic", c.low, c.high, most=MAX_OPERANDS, least=0)
 
     @property
     def name(self) -> str:
         c = self.config
         s = "arithmetic" if c.context == 5 else f"arithmetic-c{c.context}"
-        return s if (c.low, c.high) == (0, 9) else f"{s}-v{c.low}_{c.high}"
+        s = s if (c.low, c.high) == (0, 9) else f"{s}-v{c.low}_{c.high}"
+        return s + format_suffix(c.format, "plain")
+
+    @classmethod
+    def parse_name(cls, name: str) -> dict[str, Any] | None:
+        m = _NAME.fullmatch(name)
+        if m is None:
+            return None
+        context, low, high, fmt = m.groups()
+        return {**({"context": int(context)} if context else {}),
+                **({"low": int(low), "high": int(high)} if low else {}),
+                **({"format": fmt} if fmt else {})}
+
+    def space(self) -> tuple[int, int]:
+        """Heads: one signed pair per line, context + 1 lines, repeats allowed. No rest."""
+        r = self.config.high - self.config.low + 1
+        return (4 * r * r) ** (self.config.context + 1), 1
 
     @cached_property
     def _tables(self) -> tuple[np.ndarray, np.ndarray]:

@@ -20,15 +20,20 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
+import numbers
 import re
+import sys
+import typing
 from dataclasses import dataclass
 from json.encoder import encode_basestring as _json_str  # the C encoder of json.dumps(str)
+from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator
 
 import numpy as np
 
-from rprim.core import RprimError
-from .render import Raw, Skeleton, Slot, compile_json, compile_template
+from rprim.core import RprimError, typed_values
+from .render import Raw, Skeleton, Slot, TemplateSources, compile_json, compile_template
 from .rng import Draws, attempt_keys, derived_keys, example_keys, row_hash, stream_key
 
 GENERATOR_VERSION = "1"
@@ -40,6 +45,10 @@ _REST_SALT = stream_key("rprim-rest")
 _CHUNK = 1 << 15
 _NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f]')
 _MAX_ATTEMPTS = 256
+MAX_VALUE = 10**9         # |low|, |high| of any value range: far beyond any task, safe in int64
+MAX_RANGE = 1_000_000     # values in one range: each is kept as a string
+FORMAT_SUFFIX = r"(?:-f([A-Za-z][A-Za-z0-9_]*))?"  # "-f<format>" in names of families whose
+#                                                    default wording is implied by the name
 
 
 @dataclass
@@ -60,16 +69,45 @@ class Primitive:
     until: ClassVar[tuple[str, ...]] = ("\n",)
 
     def __init__(self, config: Any = None, **params: Any):
-        cfg = config if config is not None else self.Config()
-        try:
-            self.config = dataclasses.replace(cfg, **params) if params else cfg
-        except TypeError:
-            known = ", ".join(f.name for f in dataclasses.fields(self.Config))
-            bad = ", ".join(sorted(set(params) - {f.name for f in dataclasses.fields(self.Config)}))
-            raise RprimError(f"{self.family} has no knob {bad}; its knobs are {known}") from None
+        self.config = _typed_config(self.Config, self.family,
+                                    config if config is not None else self.Config(), params)
         self.validate()
-        self._query = compile_template(self.family, self.config.format, self.context())
+        self._query = compile_template(self.family, self.config.format, self.context(),
+                                       self.template_sources())
         self._target, self._exemplar_target = self.target_layout()
+
+    # ---- names: each family owns both directions ------------------------------------
+    @property
+    def name(self) -> str:
+        """The canonical task name (as in results and data files); ``parse_name`` inverts it."""
+        raise NotImplementedError
+
+    @classmethod
+    def parse_name(cls, name: str) -> dict[str, Any] | None:
+        """The knobs a task name stands for, or None when the name is not this family's.
+
+        The registry asks every family in turn (plugins included), so a family's names resolve
+        wherever task names are accepted. Override it next to ``name``; the default knows the
+        family's bare name and the name of its default configuration.
+        """
+        if name == cls.family:
+            return {}
+        try:
+            return {} if name == cls().name else None
+        except RprimError:
+            return None
+
+    # ---- templates ----------------------------------------------------------------------
+    templates: ClassVar[dict[str, str]] = {}  # format -> jinja2 source, for one-file plugins
+
+    @classmethod
+    def template_sources(cls) -> TemplateSources:
+        """Where this family's ``<format>.j2`` files live: ``templates/<family>/`` beside the
+        module that defines the class (built-ins and plugins alike), plus ``templates``."""
+        module = sys.modules.get(cls.__module__)
+        file = getattr(module, "__file__", None)
+        folder = Path(file).parent / "templates" / cls.family if file else None
+        return TemplateSources(folder, dict(cls.templates))
 
     # ---- what a family provides -------------------------------------------------------
     def validate(self) -> None:
@@ -108,10 +146,14 @@ class Primitive:
         """Turn codes into the string columns the skeletons read."""
         raise NotImplementedError
 
-    @property
-    def name(self) -> str:
-        """The canonical task name (as in results and data files)."""
-        raise NotImplementedError
+    def space(self) -> tuple[int, int] | None:
+        """(distinct heads, distinct rests per head) of the problem space, or None if unknown.
+
+        A head (``sample``) decides the split; every head has the same number of rests
+        (``sample_rest``), and distinct codes render to distinct queries. So a split holds
+        (heads in the split) x rests distinct queries, which ``capacity`` bounds.
+        """
+        return None
 
     # ---- derived ----------------------------------------------------------------------
     @property
@@ -162,11 +204,36 @@ class Primitive:
                                    else self._exemplar_target.fill(cols))
         return cols
 
+    def capacity(self, split: str) -> int | None:
+        """A safe upper bound on the distinct queries one split holds (None: unknown).
+
+        A head lands in a split by a 64-bit hash, so a split holds about a third of the heads;
+        seven standard deviations above that third is never exceeded in practice (p < 1e-11).
+        For tiny spaces that bound exceeds the whole space, which is then the bound.
+        """
+        _split_id(split)
+        space = self.space()
+        if space is None:
+            return None
+        heads, rests = space
+        third = heads // 3 + 7 * math.isqrt(2 * heads // 9 + 1) + 2
+        return min(heads, third) * rests
+
+    def check_count(self, n: int, split: str = "test", unique: bool = True) -> None:
+        """RprimError unless n examples can be drawn from the split (n > 0; with ``unique``,
+        no more than the split's distinct queries), before any work starts."""
+        if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n <= 0:
+            raise RprimError(f"n must be a positive number of examples (got {n!r}); pass --n 1 or more")
+        cap = self.capacity(split) if unique else None
+        if cap is not None and n > cap:
+            raise RprimError(f"{self.name} has too few distinct queries for {n:,} unique examples: "
+                             f"its {split} split holds at most {cap:,}; ask for fewer, widen the "
+                             "task's ranges, or allow duplicates (--allow-duplicates)")
+
     def _iter_unique(self, split: str, seed: int, n: int, unique: bool,
                      stats: GenerationStats | None) -> Iterator[tuple[int, dict[str, list[str]], list[int]]]:
         """Yield (first index, columns, kept row numbers) chunk by chunk until n are kept."""
-        if n <= 0:
-            raise RprimError(f"n must be a positive number of examples (got {n}); pass --n 1 or more")
+        self.check_count(n, split, unique)
         seen: set[str] = set()
         kept_total, start = 0, 0
         limit = 20 * n + 100_000
@@ -220,12 +287,21 @@ class Primitive:
     def iter_chunks(self, n: int, seed: int = 0, split: str = "test", shots: int = 0,
                     unique: bool = True, per_query_shots: bool = False,
                     stats: GenerationStats | None = None) -> Iterator[list[str]]:
-        """Lists of JSONL lines (without newline), n in all: the fast path behind everything."""
+        """Lists of JSONL lines (without newline), n in all: the fast path behind everything.
+
+        The arguments are checked when this is called, not on the first chunk, so a caller
+        learns of a bad request before it opens any output.
+        """
         _split_id(split)
-        if shots < 0:
-            raise RprimError(f"shots must be >= 0 (got {shots})")
+        if not isinstance(shots, numbers.Integral) or isinstance(shots, bool) or shots < 0:
+            raise RprimError(f"shots must be >= 0 (got {shots!r})")
+        self.check_count(n, split, unique)
         prefix = self.fewshot_prefix(seed, shots) if shots and not per_query_shots else ""
         pool = self._pool(seed, shots) if shots and per_query_shots else None
+        return self._chunks(n, seed, split, shots, unique, prefix, pool, stats)
+
+    def _chunks(self, n: int, seed: int, split: str, shots: int, unique: bool, prefix: str,
+                pool: list[str] | None, stats: GenerationStats | None) -> Iterator[list[str]]:
         layout = {
             "id": f"{self.name}/{split}/{int(seed)}/" + Slot("_index"), "task": self.name, "split": split, "seed": int(seed),
             "index": Raw("_index"), "num_fewshot": int(shots), "params": self.params,
@@ -264,6 +340,8 @@ class Primitive:
     # ---- per-query exemplars -----------------------------------------------------------
     def _pool(self, seed: int, shots: int) -> list[str]:
         size = max(PER_QUERY_POOL, 4 * shots)
+        cap = self.capacity("fewshot")
+        size = max(shots, min(size, cap)) if cap is not None else size
         texts: list[str] = []
         for _, cols, rows in self._iter_unique("fewshot", seed, size, True, None):
             texts += [self.exemplar_text(cols["query"][r], cols["exemplar_target"][r]) for r in rows]
@@ -283,6 +361,31 @@ class Primitive:
         return ["".join(pool[j] + FEWSHOT_DELIMITER for j in row) for row in choice.tolist()]
 
 
+def _is_simple(tp: Any) -> bool:
+    """Whether knobs of this annotated type are typed here (int, float, bool, str, optional)."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)] if typing.get_origin(tp) else [tp]
+    return bool(args) and all(a in (int, float, bool, str) for a in args)
+
+
+def _typed_config(cls: type, family: str, config: Any, params: dict[str, Any]) -> Any:
+    """``config`` with ``params`` applied, each knob of a simple type checked against its field
+    (``n="abc"``, ``n=12.5``, ``calc="maybe"`` are one-line errors, never a TypeError later)."""
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    names = [f.name for f in fields]
+    bad = sorted(set(params) - set(names))
+    if bad:
+        raise RprimError(f"{family} has no knob {', '.join(bad)}; its knobs are {', '.join(names)}")
+    values = {name: getattr(config, name) for name in names}
+    values.update(params)
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # a plugin's annotations that do not resolve: leave its knobs as they are
+        hints = {}
+    simple = {k: v for k, v in values.items() if _is_simple(hints.get(k))}
+    values.update(typed_values(cls, simple, "knob"))
+    return dataclasses.replace(config, **values)
+
+
 def _rejection(keys: np.ndarray, sample: Callable[[Draws, np.ndarray], tuple[dict[str, np.ndarray], np.ndarray]],
                accept: Callable[[dict[str, np.ndarray]], np.ndarray] | None, name: str) -> dict[str, np.ndarray]:
     """Draw codes for every key, redrawing rejected rows from their next attempt key."""
@@ -299,6 +402,25 @@ def _rejection(keys: np.ndarray, sample: Callable[[Draws, np.ndarray], tuple[dic
         if not len(pending):
             return out
     raise RprimError(f"{name}: could not draw valid examples; widen the value or name range")
+
+
+def check_range(task: str, low: int, high: int, most: int = MAX_RANGE, least: int | None = None) -> None:
+    """RprimError unless low..high is a usable value range (bounded, so nothing blows up)."""
+    if least is not None and low < least:
+        raise RprimError(f"{task} needs low >= {least} (got low={low})")
+    if low > high:
+        raise RprimError(f"{task} needs low <= high (got {low}..{high})")
+    if max(abs(low), abs(high)) > MAX_VALUE:
+        raise RprimError(f"{task} values must lie within -{MAX_VALUE:,}..{MAX_VALUE:,} "
+                         f"(got {low}..{high}); pick a smaller range")
+    if high - low + 1 > most:
+        raise RprimError(f"{task} value range {low}..{high} holds {high - low + 1:,} values; "
+                         f"rprim supports up to {most:,}; pick a smaller range")
+
+
+def format_suffix(fmt: str, default: str) -> str:
+    """``-f<format>`` for a non-default wording, so user formats never borrow a built-in name."""
+    return "" if fmt == default else f"-f{fmt}"
 
 
 def content_hash(query: str, target: str) -> str:

@@ -8,6 +8,8 @@ positions that leave a next word.
 from __future__ import annotations
 
 import itertools
+import math
+import re
 import string
 from dataclasses import dataclass
 from functools import cache, cached_property
@@ -16,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Primitive
+from .base import FORMAT_SUFFIX, Primitive, format_suffix
 from rprim.core import RprimError
 from .render import Raw, Slot
 from .rng import Draws
@@ -41,6 +43,10 @@ def vocabulary(vocab: str) -> tuple[str, ...]:
     return tuple(sorted({w for w in text.split() if w}))
 
 
+# copying-<vocab>[-n<n>-m<m>][-f<format>], the inverse of `name`
+_NAME = re.compile(r"copying-(random|words)(?:-n(\d+)-m(\d+))?" + FORMAT_SUFFIX)
+
+
 class Copying(Primitive):
     family = "copying"
     Config = CopyingConfig
@@ -59,7 +65,22 @@ class Copying(Primitive):
     def name(self) -> str:
         c = self.config
         s = f"copying-{c.vocab}"
-        return s if (c.n, c.m) == (10, 5) else f"{s}-n{c.n}-m{c.m}"
+        s = s if (c.n, c.m) == (10, 5) else f"{s}-n{c.n}-m{c.m}"
+        return s + format_suffix(c.format, "blank")
+
+    @classmethod
+    def parse_name(cls, name: str) -> dict[str, Any] | None:
+        m = _NAME.fullmatch(name)
+        if m is None:
+            return {} if name == cls.family else None
+        vocab, n, m_, fmt = m.groups()
+        return {"vocab": vocab, **({"n": int(n), "m": int(m_)} if n else {}),
+                **({"format": fmt} if fmt else {})}
+
+    def space(self) -> tuple[int, int]:
+        """Heads: an ordered sequence of n distinct words and the span's start. No rest."""
+        c = self.config
+        return math.perm(len(vocabulary(c.vocab)), c.n) * (c.n - c.m), 1
 
     @cached_property
     def _words(self) -> np.ndarray:

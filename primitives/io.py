@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Iterable
 
-from rprim.core import RprimError, atomic_file, check_output_file
+from rprim.core import RprimError, atomic_file, check_output_file, install_hint
 
 
 def write_jsonl(chunks: Iterable[list[str]], path: str | Path) -> int:
@@ -25,8 +25,8 @@ def write_parquet(chunks: Iterable[list[str]], path: str | Path) -> int:
     try:
         import pandas as pd
     except ImportError:
-        raise RprimError("writing Parquet needs pandas and pyarrow; run "
-                         "pip install 'rprim[parquet]' or write .jsonl") from None
+        raise RprimError(f"writing Parquet needs pandas and pyarrow; {install_hint('parquet')}, "
+                         "or write .jsonl") from None
     rows = [json.loads(line) for chunk in chunks for line in chunk]
     for r in rows:
         r["params"] = json.dumps(r["params"], sort_keys=True)
@@ -36,7 +36,7 @@ def write_parquet(chunks: Iterable[list[str]], path: str | Path) -> int:
         try:
             frame.to_parquet(f, index=False)
         except ImportError:
-            raise RprimError("writing Parquet needs pyarrow; run pip install 'rprim[parquet]'") from None
+            raise RprimError(f"writing Parquet needs pyarrow; {install_hint('parquet')}") from None
     return len(rows)
 
 

@@ -7,6 +7,7 @@ substituted part (``-1+8``), as if a calculator did the arithmetic: its predicti
 
 from __future__ import annotations
 
+import re
 import string
 from dataclasses import dataclass
 from functools import cached_property
@@ -14,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Primitive
-from rprim.core import RprimError
+from .base import FORMAT_SUFFIX, Primitive, check_range, format_suffix
 from .render import Raw, Skeleton, Slot
 from .rng import Draws
 
@@ -30,20 +30,39 @@ class PSMConfig:
     format: str = "blank"
 
 
+# psm[-calc][-v<low>_<high>][-f<format>], the inverse of `name`
+_NAME = re.compile(r"psm(-calc)?(?:-v(\d+)_(\d+))?" + FORMAT_SUFFIX)
+
+
 class PSM(Primitive):
     family = "psm"
     Config = PSMConfig
     presentation = ("format", "calc")
 
     def validate(self) -> None:
-        if not 0 <= self.config.low <= self.config.high:
-            raise RprimError(f"psm needs 0 <= low <= high (got {self.config.low}..{self.config.high})")
+        check_range("psm", self.config.low, self.config.high, least=0)
 
     @property
     def name(self) -> str:
         c = self.config
         s = "psm-calc" if c.calc else "psm"
-        return s if (c.low, c.high) == (0, 9) else f"{s}-v{c.low}_{c.high}"
+        s = s if (c.low, c.high) == (0, 9) else f"{s}-v{c.low}_{c.high}"
+        return s + format_suffix(c.format, "blank")
+
+    @classmethod
+    def parse_name(cls, name: str) -> dict[str, Any] | None:
+        m = _NAME.fullmatch(name)
+        if m is None:
+            return None
+        calc, low, high, fmt = m.groups()
+        return {**({"calc": True} if calc else {}), **({"low": int(low), "high": int(high)} if low else {}),
+                **({"format": fmt} if fmt else {})}
+
+    def space(self) -> tuple[int, int]:
+        """Heads: three distinct letters (two constants, the result), two values, two signs and
+        which constant comes first. No rest."""
+        r = self.config.high - self.config.low + 1
+        return 26 * 25 * 24 * r * r * 4 * 2, 1
 
     @property
     def until(self) -> tuple[str, ...]:  # type: ignore[override]

@@ -1,15 +1,15 @@
 """The registry: family names, canonical suite names, and plugins from entry points.
 
 ``get("varassign", depth=2, format="code")`` and ``get("varassign-code-d2")`` name the same
-task. Another package registers its own family under the entry-point group
-``rprim.primitives`` (the entry point loads a ``Primitive`` subclass); it then appears in
-``names()``, ``rprim tasks`` and ``rprim generate``.
+task. Each family owns its names in both directions (``name`` and ``parse_name``); the registry
+only asks the families in turn, built-ins first. Another package registers its own family under
+the entry-point group ``rprim.primitives`` (the entry point loads a ``Primitive`` subclass); it
+then appears in ``names()``, ``rprim tasks`` and ``rprim generate``, and its task names resolve.
 """
 
 from __future__ import annotations
 
 import difflib
-import re
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -23,6 +23,7 @@ from .varassign import VarAssign
 ENTRY_POINT_GROUP = "rprim.primitives"
 
 _FAMILIES: dict[str, type[Primitive]] = {}
+_BUILT_IN = ("copying", "varassign", "psm", "arithmetic")  # asked first when parsing names
 _plugins_loaded = False
 
 # The canonical evaluation suite: name -> (family, params). Order is the reporting order.
@@ -35,23 +36,6 @@ SUITE: dict[str, tuple[str, dict[str, Any]]] = {
     "psm-calc": ("psm", {"calc": True}),
     "arithmetic": ("arithmetic", {}),
 }
-
-# Names outside the suite that still parse, e.g. varassign-code-d3-w7, copying-words-n12-m4.
-_PATTERNS: list[tuple[str, re.Pattern[str], Any]] = [
-    ("varassign", re.compile(r"varassign-(\w+?)-d(\d+)(?:-w(\d+))?(?:-v(-?\d+)_(-?\d+))?(?:-l(\d+))?"),
-     lambda g: {"format": g[0], "depth": int(g[1]),
-                **({"width": int(g[2])} if g[2] else {}),
-                **({"low": int(g[3]), "high": int(g[4])} if g[3] else {}),
-                **({"name_length": int(g[5])} if g[5] else {})}),
-    ("copying", re.compile(r"copying-(random|words)(?:-n(\d+)-m(\d+))?"),
-     lambda g: {"vocab": g[0], **({"n": int(g[1]), "m": int(g[2])} if g[1] else {})}),
-    ("psm", re.compile(r"psm(-calc)?(?:-v(\d+)_(\d+))?"),
-     lambda g: {"calc": bool(g[0]), **({"low": int(g[1]), "high": int(g[2])} if g[1] else {})}),
-    ("arithmetic", re.compile(r"arithmetic(?:-c(\d+))?(?:-v(\d+)_(\d+))?"),
-     lambda g: {**({"context": int(g[0])} if g[0] else {}),
-                **({"low": int(g[1]), "high": int(g[2])} if g[1] else {})}),
-]
-
 
 def register(cls: type[Primitive]) -> type[Primitive]:
     """Register a family class under ``cls.family`` (usable as a decorator)."""
@@ -97,16 +81,21 @@ def resolve(name: str) -> tuple[str, dict[str, Any]]:
         return name, {}
     if name in SUITE:
         return SUITE[name]
-    for family, pattern, to_params in _PATTERNS:
-        m = pattern.fullmatch(name)
-        if m and family in fams:
-            return family, to_params(m.groups())
+    order = [f for f in _BUILT_IN if f in fams] + [f for f in fams if f not in _BUILT_IN]
+    for family in order:
+        params = fams[family].parse_name(name)
+        if params is not None:
+            return family, params
     near = difflib.get_close_matches(name, names(), n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(near)}?" if near else "run `rprim tasks` to list them"
     raise RprimError(f"unknown task {name!r}; {hint}")
 
 
 def get(name: str, **params: Any) -> Primitive:
-    """A task by family or task name, with knobs overriding the name's own params."""
+    """A task by family or task name, with knobs overriding the name's own params.
+
+    (The CLI refuses a knob that contradicts a task name; from Python, ``get(name, **knobs)``
+    with explicit knobs is taken to mean exactly those knobs.)
+    """
     family, base = resolve(name)
     return families()[family](**{**base, **params})

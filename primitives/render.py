@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ _ENV = jinja2.Environment(
     keep_trailing_newline=False,
     autoescape=False,
 )
-# User-registered templates: (family, format) -> jinja2 source. Checked before packaged ones.
+# User-registered templates: (family, format) -> jinja2 source. Checked before shipped ones.
 _USER_TEMPLATES: dict[tuple[str, str], str] = {}
 
 
@@ -71,31 +70,73 @@ def _compile(text: str) -> Skeleton:
     return Skeleton(fmt, slots)
 
 
-def template_source(family: str, fmt: str) -> str:
+_FORMAT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+
+
+@dataclass(frozen=True)
+class TemplateSources:
+    """The formats a family ships: ``<format>.j2`` files in ``folder`` and inline sources."""
+
+    folder: Path | None
+    inline: dict[str, str]
+
+    def names(self) -> set[str]:
+        found = set(self.inline)
+        if self.folder is not None and self.folder.is_dir():
+            found |= {p.name[:-3] for p in self.folder.iterdir() if p.name.endswith(".j2")}
+        return found
+
+    def get(self, fmt: str) -> str | None:
+        if fmt in self.inline:
+            return self.inline[fmt]
+        path = self.folder / f"{fmt}.j2" if self.folder is not None and _FORMAT_NAME.match(fmt) else None
+        return path.read_text(encoding="utf-8") if path is not None and path.is_file() else None
+
+
+def _sources(family: str) -> TemplateSources:
+    """The shipped templates of a registered family (none for an unknown one)."""
+    from .registry import families  # here, not at import: the registry imports the families
+
+    cls = families().get(family)
+    return cls.template_sources() if cls is not None else TemplateSources(None, {})
+
+
+def template_source(family: str, fmt: str, sources: TemplateSources | None = None) -> str:
+    """The jinja2 source of a format: a registered user template, else the shipped one."""
     if (family, fmt) in _USER_TEMPLATES:
         return _USER_TEMPLATES[(family, fmt)]
-    path = resources.files(__package__) / "templates" / family / f"{fmt}.j2"
-    if not path.is_file():
+    text = (sources or _sources(family)).get(fmt)
+    if text is None:
         raise RprimError(f"unknown format {fmt!r} for {family}; choose one of "
-                         f"{', '.join(formats(family))} or register a template")
-    return path.read_text(encoding="utf-8")
+                         f"{', '.join(formats(family, sources))} or register a template")
+    return text
 
 
-def formats(family: str) -> list[str]:
-    """Formats available for a family: packaged templates plus registered ones, sorted."""
+def formats(family: str, sources: TemplateSources | None = None) -> list[str]:
+    """Formats available for a family: shipped templates plus registered ones, sorted."""
     found = {f for fam, f in _USER_TEMPLATES if fam == family}
-    folder = resources.files(__package__) / "templates" / family
-    if folder.is_dir():
-        found |= {p.name[:-3] for p in folder.iterdir() if p.name.endswith(".j2")}
-    return sorted(found)
+    return sorted(found | (sources or _sources(family)).names())
 
 
 def register_template(family: str, fmt: str, source: str | Path) -> None:
     """Add a surface format for a family from jinja2 source text or a ``.j2`` file.
 
-    The template sees the same context as the packaged ones (see templates/<family>/).
+    The template sees the same context as the shipped ones (``template_variables``). A user
+    format may not take the name of a shipped one: data in the user's wording must never be
+    labelled as rprim's built-in format (``varassign-code-d0`` means rprim's code wording).
     """
-    text = Path(source).read_text(encoding="utf-8") if isinstance(source, Path) else source
+    if not _FORMAT_NAME.match(fmt):
+        raise RprimError(f"format name {fmt!r} must be letters, digits and _ (starting with a "
+                         "letter), since it becomes part of task names; rename the template")
+    try:
+        text = Path(source).read_text(encoding="utf-8") if isinstance(source, Path) else source
+    except (OSError, UnicodeDecodeError) as e:
+        raise RprimError(f"cannot read template {source}: {getattr(e, 'strerror', None) or e}; "
+                         "give a UTF-8 .j2 file") from None
+    shipped = _sources(family)
+    if fmt in shipped.names() and shipped.get(fmt) != text:
+        raise RprimError(f"{fmt!r} is a built-in {family} format; name your template "
+                         f"differently (e.g. {fmt}_mine.j2) so its data are not labelled as rprim's")
     try:
         _ENV.from_string(text)
     except jinja2.TemplateSyntaxError as e:
@@ -104,14 +145,57 @@ def register_template(family: str, fmt: str, source: str | Path) -> None:
     _USER_TEMPLATES[(family, fmt)] = text
 
 
-def compile_template(family: str, fmt: str, context: dict[str, Any]) -> Skeleton:
+def _slot_paths(value: Any, path: str, out: dict[str, str]) -> dict[str, str]:
+    """{slot name: where the template finds it, e.g. ``lines[3].name``} over a context."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _slot_paths(v, f"{path}.{k}" if path else k, out)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _slot_paths(v, f"{path}[{i}]", out)
+    elif isinstance(value, str):
+        for m in _SENTINEL.finditer(value):
+            out.setdefault(m.group(1).removeprefix("raw:"), path)
+    return out
+
+
+def template_variables(context: dict[str, Any]) -> str:
+    """The variables a template of this context may use, in words (for errors and docs)."""
+    parts = []
+    for key, value in context.items():
+        if isinstance(value, (list, tuple)) and value and isinstance(value[0], dict):
+            parts.append(f"{key} (a list; each item has {', '.join(value[0])})")
+        elif isinstance(value, (list, tuple)):
+            parts.append(f"{key} (a list)")
+        elif isinstance(value, dict):
+            parts.append(f"{key} (with {', '.join(value)})")
+        else:
+            parts.append(key)
+    return ", ".join(parts)
+
+
+def compile_template(family: str, fmt: str, context: dict[str, Any],
+                     sources: TemplateSources | None = None) -> Skeleton:
     """Render the format's template once with slot placeholders and compile it."""
+    where = f"template {family}/{fmt}"
+    source = template_source(family, fmt, sources)
     try:
-        text = _ENV.from_string(template_source(family, fmt)).render(**context)
+        text = _ENV.from_string(source).render(**context)
     except jinja2.UndefinedError as e:
-        raise RprimError(f"template {family}/{fmt} uses an unknown variable ({e.message}); "
-                         f"use only the variables of the packaged {family} templates") from None
-    return _compile(text)
+        raise RprimError(f"{where} uses an unknown variable ({e.message}); it can use "
+                         f"{template_variables(context)}") from None
+    except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError, LookupError) as e:
+        raise RprimError(f"{where} fails to render ({type(e).__name__}: {e}); it can use "
+                         f"{template_variables(context)}, printed as they are") from None
+    skeleton = _compile(text)
+    missing = set(_slot_paths(context, "", {})) - set(skeleton.slots)
+    if missing:
+        paths = _slot_paths(context, "", {})
+        left = sorted({paths[m] for m in missing})
+        shown = ", ".join(left[:3]) + (", ..." if len(left) > 3 else "")
+        raise RprimError(f"{where} leaves out per-example values ({shown}); print every "
+                         f"one of {template_variables(context)}, or the task cannot be solved")
+    return skeleton
 
 
 def compile_json(layout: Any) -> Skeleton:

@@ -43,12 +43,14 @@ def write_suite(out: str | Path, n: int = SUITE_N, seed: int = SUITE_SEED,
     call leaves the previous suite (or nothing), never some tasks without a manifest.
     """
     out = check_suite_folder(out)
+    # every task's request is checked (n > 0, no more than its test split holds) before any work
+    jobs = [(name, get(name)) for name in tasks or list(SUITE)]
+    chunks = [task.iter_chunks(n, seed=seed, split="test") for _, task in jobs]
     entries = []
     with atomic_folder(out, kind="suite") as tmp:
-        for name in tasks or list(SUITE):
-            task = get(name)
+        for (name, task), lines in zip(jobs, chunks):
             path = tmp / f"{task.name}.jsonl"
-            write_jsonl(task.iter_chunks(n, seed=seed, split="test"), path)
+            write_jsonl(lines, path)
             family, _ = resolve(name)
             entries.append({"task": task.name, "family": family, "params": task.params, "n": n,
                             "seed": seed, "split": "test", "generator_version": GENERATOR_VERSION,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import string
 from dataclasses import dataclass
 from functools import cached_property
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Primitive
+from .base import Primitive, check_range
 from rprim.core import RprimError
 from .render import Raw, Slot
 from .rng import Draws
@@ -47,6 +48,10 @@ def name_pool(length: int) -> list[str]:
             if s not in _KEYWORDS]
 
 
+# varassign-<format>-d<depth>[-w<width>][-v<low>_<high>][-l<name_length>], the inverse of `name`
+_NAME = re.compile(r"varassign-([A-Za-z][A-Za-z0-9_]*?)-d(\d+)(?:-w(\d+))?(?:-v(-?\d+)_(-?\d+))?(?:-l(\d+))?")
+
+
 class VarAssign(Primitive):
     family = "varassign"
     Config = VarAssignConfig
@@ -59,6 +64,7 @@ class VarAssign(Primitive):
             raise RprimError(f"width must be >= 1 (got {c.width})")
         if not 1 <= c.name_length <= 3:
             raise RprimError(f"name_length must be 1, 2 or 3 (got {c.name_length})")
+        check_range("varassign", c.low, c.high)
         if c.high - c.low + 1 < c.width:
             raise RprimError(f"value range {c.low}..{c.high} has fewer than width={c.width} "
                              "distinct constants; widen low/high")
@@ -80,6 +86,25 @@ class VarAssign(Primitive):
         if c.name_length != 1:
             s += f"-l{c.name_length}"
         return s
+
+    @classmethod
+    def parse_name(cls, name: str) -> dict[str, Any] | None:
+        m = _NAME.fullmatch(name)
+        if m is None:
+            return {} if name == cls.family else None
+        fmt, d, w, low, high, length = m.groups()
+        return {"format": fmt, "depth": int(d), **({"width": int(w)} if w else {}),
+                **({"low": int(low), "high": int(high)} if low else {}),
+                **({"name_length": int(length)} if length else {})}
+
+    def space(self) -> tuple[int, int]:
+        """Heads: the constants by line (and the names, when they are in the head). Rests: the
+        names otherwise, one permutation per level and the queried chain."""
+        c = self.config
+        names = math.perm(len(self._names), self.n_lines)
+        consts = math.perm(c.high - c.low + 1, c.width)
+        rest = math.factorial(c.width) ** c.depth * c.width
+        return (consts * names, rest) if self._names_in_head else (consts, names * rest)
 
     @property
     def chance(self) -> float:
@@ -116,7 +141,7 @@ class VarAssign(Primitive):
     @cached_property
     def _names_in_head(self) -> bool:
         """Whether the head needs the names to have enough distinct values per split."""
-        return math.perm(len(self._values), self.config.width) < 100_000
+        return math.perm(self.config.high - self.config.low + 1, self.config.width) < 100_000
 
     def _draw_names(self, draws: Draws) -> tuple[dict[str, np.ndarray], np.ndarray]:
         names, ok = draws.distinct(self.n_lines, len(self._names))

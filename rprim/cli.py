@@ -39,6 +39,12 @@ EXTRA_FOR = {"torch": "torch", "transformers": "torch", "tokenizers": "torch", "
              "accelerate": "gguf", "vllm": "vllm", "lm_eval": "lm-eval", "matplotlib": "report"}
 
 
+def _fail(message: str) -> None:
+    """Print ``rprim: error: <message>`` as exactly one line and exit with status 2."""
+    click.echo("rprim: error: " + " ".join(str(message).splitlines()), err=True)
+    sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into one line and exit status 2."""
     sigterm_as_interrupt()
@@ -50,18 +56,18 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("rprim: interrupted; finished work is kept, nothing half written", err=True)
         sys.exit(130)
     except click.ClickException as e:
-        click.echo(f"rprim: error: {e.format_message()}", err=True)
-        sys.exit(2)
+        if type(e).__name__ == "NoArgsIsHelpError":  # `rprim` or `rprim export` alone: help
+            click.echo(e.format_message())
+            sys.exit(0)
+        _fail(e.format_message())
     except RprimError as e:
-        click.echo(f"rprim: error: {e}", err=True)
-        sys.exit(2)
+        _fail(str(e))
     except ModuleNotFoundError as e:  # an optional dependency of this command is missing
         top = (e.name or "").split(".")[0]
         if top not in EXTRA_FOR:
             raise
-        click.echo(f"rprim: error: this command needs the {top} package, which is not installed; "
-                   f"{install_hint(EXTRA_FOR[top])}", err=True)
-        sys.exit(2)
+        _fail(f"this command needs the {top} package, which is not installed; "
+              f"{install_hint(EXTRA_FOR[top])}")
     except BrokenPipeError:  # `rprim generate ... | head`
         sys.stderr.close()
         sys.exit(0)

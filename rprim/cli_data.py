@@ -15,17 +15,67 @@ from rprim.core import RprimError, parse_pairs, typed_values
 from rprim.primitives.io import check_records_path, write_records
 
 
-def _knobs(family: str, items: tuple[str, ...]) -> dict[str, Any]:
-    """``-p KEY=VALUE`` pairs typed by the family's config fields (``n=abc`` is an error)."""
+def _knobs(family: str, items: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, str]]:
+    """``-p KEY=VALUE`` pairs typed by the family's config fields (``n=abc`` is an error), and
+    where each came from (for messages about contradictions)."""
     import dataclasses
 
     cls = P.families()[family].Config
-    pairs = parse_pairs(items, "-p")
+    raw: dict[str, str] = {}
+    for item in items:
+        pair = parse_pairs([item], "-p")
+        for key, value in pair.items():
+            if key in raw and raw[key] != value:
+                raise RprimError(f"-p {key}={raw[key]} and -p {key}={value} contradict each other; "
+                                 f"give {key} once")
+            raw[key] = value
     known = [f.name for f in dataclasses.fields(cls)]
-    bad = sorted(set(pairs) - set(known))
+    bad = sorted(set(raw) - set(known))
     if bad:
         raise RprimError(f"{family} has no knob {', '.join(bad)}; its knobs are {', '.join(known)}")
-    return typed_values(cls, pairs, "-p")
+    return typed_values(cls, raw, "-p"), {k: f"-p {k}={v}" for k, v in raw.items()}
+
+
+def _set(knobs: dict[str, Any], sources: dict[str, str], key: str, value: Any, source: str) -> None:
+    """Set a knob from an option, refusing one that another option already set otherwise."""
+    if key in knobs and knobs[key] != value:
+        raise RprimError(f"{source} contradicts {sources[key]}; give {key} once")
+    knobs[key], sources[key] = value, source
+
+
+def _user_template(family: str, template: str) -> str:
+    """Register ``--template FILE`` as a format named after the file; return the name."""
+    from pathlib import Path
+
+    path = Path(template)
+    if not path.is_file():
+        raise RprimError(f"template {template} does not exist; give a .j2 file")
+    P.register_template(family, path.stem, path)  # refuses a built-in format's name
+    return path.stem
+
+
+def _task(task_name: str, flags: dict[str, Any], params: tuple[str, ...],
+          template: str | None) -> P.Primitive:
+    """The task the options describe. What a task name spells out (``varassign-code-d2``: code,
+    depth 2) is fixed: an option asking for another value is an error, never silently
+    preferred. Knobs the name leaves at their defaults may be set (``copying-words -p n=12``)."""
+    family, named = P.resolve(task_name)
+    knobs, sources = _knobs(family, params)
+    for key, value in flags.items():
+        if value is not None:
+            _set(knobs, sources, key, value, f"--{key} {value}")
+    if template:
+        _set(knobs, sources, "format", _user_template(family, template), f"--template {template}")
+    for key, value in knobs.items():
+        if key in named and named[key] != value:
+            try:
+                other = f" (or --task {P.get(family, **{**named, **knobs}).name})"
+            except RprimError:
+                other = ""
+            raise RprimError(f"--task {task_name} already fixes {key}={named[key]}, so "
+                             f"{sources[key]} contradicts it; pass --task {family} with the "
+                             f"options{other}")
+    return P.get(task_name, **knobs)
 
 
 @click.command()
@@ -47,27 +97,14 @@ def generate(task_name: str, depth: int | None, fmt: str | None, width: int | No
              per_query_shots: bool, allow_duplicates: bool, template: str | None,
              out: str | None) -> None:
     """Generate deterministic examples of one task (JSONL records)."""
-    from pathlib import Path
-
-    family, _ = P.resolve(task_name)
-    knobs = _knobs(family, params)
-    for key, value in (("depth", depth), ("format", fmt), ("width", width)):
-        if value is not None:
-            knobs[key] = value
-    if template:
-        path = Path(template)
-        if not path.is_file():
-            raise RprimError(f"template {template} does not exist; give a .j2 file")
-        P.register_template(family, path.stem, path)
-        knobs.setdefault("format", path.stem)
-    task = P.get(task_name, **knobs)
+    task = _task(task_name, {"depth": depth, "format": fmt, "width": width}, params, template)
     if split not in P.SPLITS:
         raise RprimError(f"unknown split {split!r}; use one of {', '.join(P.SPLITS)}")
     if out:
         check_records_path(out)
     stats = P.GenerationStats()
     chunks = task.iter_chunks(n, seed=seed, split=split, shots=shots, unique=not allow_duplicates,
-                            per_query_shots=per_query_shots, stats=stats)
+                              per_query_shots=per_query_shots, stats=stats)  # checks n, shots
     if out:
         count = write_records(chunks, out)
         click.echo(f"wrote {count} {task.name} examples to {out}", err=True)
@@ -99,7 +136,7 @@ def tasks() -> None:
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Folder for <task>.jsonl and manifest.json.")
 @click.option("--n", "n", type=int, default=1000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--show", type=int, default=0, help="Print this many examples of each task.")
+@click.option("--show", type=click.IntRange(min=0), default=0, help="Print this many examples of each task.")
 def suite(out: str, n: int, seed: int, show: int) -> None:
     """Write the canonical suite (test split, 0-shot) with a manifest of sha256 hashes."""
     import time
@@ -129,7 +166,7 @@ def export() -> None:
 @export.command("lm-eval")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Folder for the task files.")
 @click.option("--tasks", default="suite", show_default=True, help="suite, or task names separated by commas.")
-@click.option("--shots", type=int, default=5, show_default=True, help="num_fewshot written into the YAML.")
+@click.option("--shots", type=click.IntRange(min=0), default=5, show_default=True, help="num_fewshot written into the YAML.")
 @click.option("--n", "n", type=int, default=None, help="Examples per task (default: all 1000 of the suite).")
 @click.option("--seed", type=int, default=0, show_default=True)
 def export_lm_eval(out: str, tasks: str, shots: int, n: int | None, seed: int) -> None:
@@ -138,7 +175,9 @@ def export_lm_eval(out: str, tasks: str, shots: int, n: int | None, seed: int) -
 
     names = run(out, tasks=tasks, shots=shots, n=n, seed=seed)
     click.echo(f"wrote {len(names)} lm-eval tasks (group rprim) to {out}:\n  " + " ".join(names))
-    click.echo(f"run: lm_eval --model hf --model_args pretrained=MODEL --include_path {out} --tasks rprim")
+    click.echo(f"run it from this folder: lm_eval --model hf --model_args pretrained=MODEL "
+               f"--include_path {out} --tasks rprim\n(data paths are relative: the folder may move; "
+               "run lm_eval from the folder holding it, or from inside it with --include_path .)")
 
 
 @export.command("parquet")

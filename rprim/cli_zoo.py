@@ -24,6 +24,9 @@ def _common(f: Callable) -> Callable:
         click.option("--block-size", type=int, default=None, help="Layers per block b (must divide n_layers)."),
         click.option("--schedule", default=None, help="prop-ALPHA (alpha in 0..3) or k stage fractions 'f1,...,fk'."),
         click.option("--corpus", multiple=True, help="stdlib-python | shakespeare | PATH (file or folder); repeatable."),
+        click.option("--mix", default=None, metavar="NAME:FRACTION,...",
+                     help="Mix rprim's train split into the training tokens, e.g. varassign:0.05,copying:0.02 "
+                          "(families or task names; fractions of the training tokens)."),
         click.option("--tokenizer", default=None, help="Existing HF tokenizer folder instead of training a BPE."),
         click.option("--steps", type=int, default=None, help="Optimizer steps."),
         click.option("--tokens", default=None, help="Training tokens (sets steps); 100e9 and 1_000_000 work."),
@@ -42,7 +45,7 @@ def _common(f: Callable) -> Callable:
 
 
 def _config(preset: str, method: str, block_size: int | None, schedule: str | None,
-            corpus: tuple[str, ...], tokenizer: str | None, steps: int | None, tokens: str | None,
+            corpus: tuple[str, ...], mix: str | None, tokenizer: str | None, steps: int | None, tokens: str | None,
             seed: int | None, config_file: str | None, sets: tuple[str, ...],
             reset_optimizer_on_growth: bool | None, cache_dir: str | None):
     from rprim.model_zoo.presets import parse_sets, resolve_config
@@ -50,7 +53,7 @@ def _config(preset: str, method: str, block_size: int | None, schedule: str | No
     if steps is not None and tokens is not None:
         raise RprimError("pass --steps or --tokens, not both")
     flags: dict[str, Any] = {"method": method}
-    for key, value in (("block_size", block_size), ("schedule", schedule), ("tokenizer", tokenizer),
+    for key, value in (("block_size", block_size), ("schedule", schedule), ("tokenizer", tokenizer), ("mix", mix),
                        ("seed", seed), ("cache_dir", cache_dir),
                        ("reset_optimizer_on_growth", reset_optimizer_on_growth)):
         if value is not None:

@@ -148,3 +148,27 @@ def test_write_json_is_strict_json(tmp_path):
     write_json(tmp_path / "x.json", {"loss": float("nan"), "ok": [1.5, float("inf")]})
     assert json.loads((tmp_path / "x.json").read_text(), parse_constant=lambda c: 1 / 0) == \
         {"loss": None, "ok": [1.5, None]}
+
+
+def test_atomic_folder_takes_dot_and_dotdot_as_the_folders_they_name(tmp_path, monkeypatch):
+    """`--out .` and `--out x/..` name real folders: publish there, create nothing else."""
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    with atomic_folder(".", kind="demo") as tmp:
+        (tmp / "a.txt").write_text("a")
+    (here / "mine.txt").write_text("mine")
+    with atomic_folder("x/..", kind="demo") as tmp:  # x does not exist
+        (tmp / "b.txt").write_text("b")
+    assert sorted(p.name for p in here.iterdir()) == [MARKER, "b.txt", "mine.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["here"]  # no stray x/ or temp folder
+
+
+def test_output_file_check_refuses_devices_and_fifos(tmp_path):
+    """As root, renaming a temp file over /dev/stdout would replace the device link itself."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for path in ("/dev/null", "/dev/stdout", "/dev/rprim-new.jsonl", fifo):
+        with pytest.raises(RprimError, match="not a regular file"):
+            check_output_file(path)
+    assert os.path.exists("/dev/null") and not Path("/dev/null").is_file()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import glob
 import json
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +16,31 @@ import rprim.primitives as P
 from rprim.evaluators.export import export_lm_eval, export_parquet, lm_eval_name
 
 TASKS = ["psm-calc", "arithmetic", "varassign-code-d1", "copying-words"]
+
+
+def rprim(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rprim", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def tree(root: Path) -> dict[str, bytes | None]:
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None)
+            for p in sorted(root.rglob("*"))}
+
+
+def data_files(yaml_path: Path) -> dict[str, list[str]]:
+    line = next(x for x in yaml_path.read_text().splitlines() if x.startswith("dataset_kwargs:"))
+    return json.loads(line.split(":", 1)[1])["data_files"]
+
+
+def resolve_like_datasets(patterns: list[str], cwd: Path) -> list[Path]:
+    """What `datasets.load_dataset("json", data_files=...)` reads: each pattern relative to the
+    working directory; a glob pattern that matches nothing is skipped, a plain path must exist."""
+    found = []
+    for pattern in patterns:
+        hits = sorted(glob.glob(str(cwd / pattern)))
+        assert hits or glob.has_magic(pattern), pattern
+        found += [Path(h) for h in hits]
+    return found
 
 
 def test_lm_eval_folder_layout(tmp_path):
@@ -28,20 +57,48 @@ def test_lm_eval_folder_layout(tmp_path):
         task = P.get(t)
         assert f"target_delimiter: {json.dumps(task.target_delimiter)}" in yaml
         assert json.dumps(list(task.until)) in yaml
-        test = [json.loads(x) for x in (out / t / "test.jsonl").read_text().splitlines()]
+        files = {split: resolve_like_datasets(p, tmp_path) for split, p in data_files(out / t / f"{t}.yaml").items()}
+        test = [json.loads(x) for x in files["test"][0].read_text().splitlines()]
         assert [r["query"] for r in test] == [r["query"] for r in task.generate(25)]
-        fewshot = [json.loads(x) for x in (out / t / "fewshot.jsonl").read_text().splitlines()]
+        fewshot = [json.loads(x) for x in files["fewshot"][0].read_text().splitlines()]
         assert [(e["query"], e["target"]) for e in fewshot] == task.exemplars(0, 10)
 
 
-def test_lm_eval_builds_rprims_prompts(tmp_path):
+def test_lm_eval_names_keep_the_canonical_name():
+    """lm-eval has its own `arithmetic` group, so rprim's tasks carry a prefix, and nothing else."""
+    assert [lm_eval_name(t) for t in TASKS] == ["rprim-" + t for t in TASKS]
+
+
+def test_lm_eval_export_can_move(tmp_path):
+    """Relative data paths: after the folder moves, each file resolves exactly once, to the
+    right bytes, from the folder holding the export and from inside it; never from elsewhere."""
+    export_lm_eval(tmp_path / "a" / "lm", tasks="psm,arithmetic", shots=2, n=10)
+    before = tree(tmp_path / "a" / "lm")
+    assert not any("/tmp" in str(v) or str(tmp_path) in str(v)
+                   for v in data_files(tmp_path / "a" / "lm" / "psm" / "psm.yaml").values())
+    (tmp_path / "b").mkdir()
+    shutil.move(tmp_path / "a" / "lm", tmp_path / "b" / "lm")
+    shutil.rmtree(tmp_path / "a")
+    assert tree(tmp_path / "b" / "lm") == before
+    for t in ("psm", "arithmetic"):
+        for split, patterns in data_files(tmp_path / "b" / "lm" / t / f"{t}.yaml").items():
+            from_parent = resolve_like_datasets(patterns, tmp_path / "b")
+            from_inside = resolve_like_datasets(patterns, tmp_path / "b" / "lm")
+            assert len(from_parent) == len(from_inside) == 1
+            assert from_parent[0].resolve() == from_inside[0].resolve()
+            assert from_parent[0].parent == tmp_path / "b" / "lm" / t and from_parent[0].name.startswith(split)
+            assert resolve_like_datasets(patterns, tmp_path) == []
+
+
+def test_lm_eval_builds_rprims_prompts(tmp_path, monkeypatch):
     """lm-eval's own prompt builder, on the export, gives rprim's k-shot prompts exactly."""
     pytest.importorskip("lm_eval")
     from lm_eval.tasks import TaskManager, get_task_dict
 
-    out = tmp_path / "lm"
-    export_lm_eval(out, tasks=",".join(TASKS), shots=4, n=30)
-    tasks = get_task_dict([lm_eval_name(t) for t in TASKS], TaskManager(include_path=str(out)))
+    export_lm_eval(tmp_path / "a" / "lm", tasks=",".join(TASKS), shots=4, n=30)
+    shutil.move(tmp_path / "a", tmp_path / "b")  # the export moves
+    monkeypatch.chdir(tmp_path / "b")
+    tasks = get_task_dict([lm_eval_name(t) for t in TASKS], TaskManager(include_path="lm"))
     for t in TASKS:
         lm_task = tasks[lm_eval_name(t)]
         ours = P.get(t).generate(30, shots=4)
@@ -73,7 +130,7 @@ def test_export_errors_are_one_line(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing half-written
 
 
-def test_lm_eval_scores_like_rprim(tmp_path):
+def test_lm_eval_scores_like_rprim(tmp_path, monkeypatch):
     """lm-eval (HF backend) on the export gives rprim's per-example predictions and verdicts."""
     pytest.importorskip("lm_eval")
     pytest.importorskip("torch")
@@ -91,6 +148,7 @@ def test_lm_eval_scores_like_rprim(tmp_path):
     tok.save_pretrained(path)
     tasks = ["varassign-code-d0", "psm-calc", "arithmetic"]
     export_lm_eval(tmp_path / "lm", tasks=",".join(tasks), shots=3, n=20)
+    monkeypatch.chdir(tmp_path)  # the export's data paths are relative to the folder holding it
     out = lm_eval.simple_evaluate(
         model="hf", model_args=f"pretrained={path},dtype=float32", device="cpu", batch_size=1,
         tasks=[lm_eval_name(t) for t in tasks], task_manager=TaskManager(include_path=str(tmp_path / "lm")),
@@ -107,3 +165,55 @@ def test_lm_eval_scores_like_rprim(tmp_path):
             agree += o["correct"]
         assert out["results"][lm_eval_name(t)]["exact_match,none"] == pytest.approx(ours.accuracy(t))
     assert agree > 0  # the model is right sometimes, so verdicts of both kinds were compared
+
+
+@pytest.mark.parametrize("kind", ["lm-eval", "parquet"])
+def test_export_never_touches_a_users_files(kind, tmp_path):
+    """A folder holding a user's file is refused; a previous export is updated in place,
+    keeping a file the user put beside it; `--out .` never empties the working directory."""
+    if kind == "parquet":
+        pytest.importorskip("pyarrow")
+    user = tmp_path / "thesis"
+    user.mkdir()
+    (user / "chapter1.tex").write_text("mine")
+    r = rprim("export", kind, "--out", str(user), "--tasks", "psm", "--n", "5")
+    assert r.returncode == 2 and "holds no rprim" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert tree(user) == {"chapter1.tex": b"mine"}
+    r = rprim("export", kind, "--out", ".", "--tasks", "psm", "--n", "5", cwd=user)
+    assert r.returncode == 2 and tree(user) == {"chapter1.tex": b"mine"}, r.stderr
+
+    out = tmp_path / "exp"
+    assert rprim("export", kind, "--out", str(out), "--tasks", "psm,arithmetic", "--n", "5").returncode == 0
+    (out / "notes.md").write_text("keep me")
+    r = rprim("export", kind, "--out", str(out), "--tasks", "varassign-code-d0", "--n", "5")
+    assert r.returncode == 0, r.stderr
+    entries = sorted(p.name for p in out.iterdir())
+    assert "notes.md" in entries and "varassign-code-d0" in entries
+    assert "psm" not in entries and "arithmetic" not in entries  # the old export's tasks went
+    assert (out / "notes.md").read_text() == "keep me"
+
+    here = tmp_path / "here"
+    here.mkdir()
+    assert rprim("export", kind, "--out", ".", "--tasks", "psm", "--n", "5", cwd=here).returncode == 0
+    (here / "mine.txt").write_text("x")
+    assert rprim("export", kind, "--out", ".", "--tasks", "arithmetic", "--n", "5", cwd=here).returncode == 0
+    assert (here / "mine.txt").read_text() == "x" and (here / "arithmetic").is_dir()
+    assert not (here / "psm").exists()
+
+
+def test_export_folders_get_normal_permissions(tmp_path):
+    mask = os.umask(0)
+    os.umask(mask)
+    out = tmp_path / "lm"
+    export_lm_eval(out, tasks="psm", shots=1, n=5)
+    for p in [out, out / "psm", *out.rglob("*")]:
+        want = (0o777 if p.is_dir() else 0o666) & ~mask
+        assert p.stat().st_mode & 0o777 == want, p
+
+
+def test_negative_shots_are_refused(tmp_path):
+    r = rprim("export", "lm-eval", "--out", str(tmp_path / "x"), "--shots", "-3")
+    assert r.returncode == 2 and "--shots" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    with pytest.raises(P.RprimError, match="--shots"):
+        export_lm_eval(tmp_path / "x", tasks="psm", shots=-3)
+    assert list(tmp_path.iterdir()) == []

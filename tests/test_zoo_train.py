@@ -23,7 +23,7 @@ from rprim.model_zoo.presets import parse_sets, resolve_config  # noqa: E402
 TINY = ["n_layers=4", "d_model=64", "n_heads=2", "d_mlp=128", "vocab_size=320", "seq_len=32",
         "batch_size=4", "steps=12", "block_size=1", "schedule=prop-1", "warmup_steps=2",
         "eval_every=6", "eval_batches=1", "log_every=1", "ckpt_every=3", "max_corpus_bytes=60000",
-        "threads=1", "keep_checkpoints=10"]
+        "threads=1", "keep_checkpoints=10", "snapshot_every=4", "snapshot_growth=true"]
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +134,54 @@ def test_resume_after_sigkill_is_exact(cache, trained, tmp_path):
     for k in ref:
         assert torch.equal(ref[k], got[k]), k
     assert losses(out) == losses(trained["midas"])
+    assert snapshots(out) == snapshots(trained["midas"])  # snapshots too, byte for byte
+
+
+def snapshots(run: Path) -> dict[str, bytes]:
+    root = run / "snapshots"
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_snapshots_are_hf_folders_with_their_losses(trained):
+    """Every snapshot_every steps and at the end of each stage (just before growth): a plain HF
+    folder of the model at that step, with step, tokens, depth, stage and losses."""
+    from transformers import AutoModelForCausalLM
+
+    out = trained["midas"]
+    rows = {r["step"]: r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())}
+    folders = sorted((out / "snapshots").iterdir())
+    assert [p.name for p in folders] == [f"step-{s:08d}" for s in (1, 3, 4, 7, 8, 12)]
+    for p in folders:
+        info = json.loads((p / "snapshot.json").read_text())
+        row = rows[info["step"]]
+        assert (info["tokens"], info["depth"], info["stage"]) == (row["tokens"], row["depth"], row["stage"])
+        assert info["train_loss"] == pytest.approx(row["loss"])
+        assert info["before_growth"] == (info["step"] in (1, 3, 7))
+        if "val_loss" in row:
+            assert info["val_loss"] == pytest.approx(row["val_loss"])
+        model = AutoModelForCausalLM.from_pretrained(str(p))
+        assert len(model.model.layers) == model.config.num_hidden_layers == info["depth"]
+        assert (p / "tokenizer.json").exists()
+    last = json.loads((folders[-1] / "snapshot.json").read_text())
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert last["val_loss"] == pytest.approx(summary["final_val_loss"])
+    assert load_weights(folders[-1]).keys() == load_weights(out).keys()
+    assert not (trained["baseline"] / "snapshots" / "step-00000001").exists()  # no growth there
+
+
+def test_long_context_with_mix(cache, tmp_path):
+    """Study shapes: seq_len 1024 (5-shot depth-2 prompts fit) with the pretraining mix; the
+    model's context equals seq_len and the summary records the mix."""
+    from rprim.model_zoo.train import train
+
+    out = tmp_path / "long"
+    s = train(cfg_for(cache, "midas", "seq_len=1024", "batch_size=2", "steps=6", "max_corpus_bytes=120000",
+                      "mix=varassign:0.05,copying:0.02", "snapshot_every=0"), out, progress=False, quiet=True)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["max_position_embeddings"] == 1024
+    assert s["mix"]["spec"] == "varassign:0.05,copying:0.02" and 0.05 < s["mix"]["fraction"] < 0.09
+    assert len(s["mix"]["tasks"]) == 11 and all(t["tokens"] > 0 for t in s["mix"]["tasks"].values())
+    assert s["config"]["mix"] == "varassign:0.05,copying:0.02"
 
 
 def torchrun(cache: Path, out: Path, *extra_args: str, resume: bool = False) -> dict:

@@ -64,6 +64,11 @@ def check_output_file(path: str | Path, flag: str = "--out") -> Path:
     path = Path(path).expanduser()
     if path.is_dir():
         raise RprimError(f"{flag} {path} is a folder; give a file name such as {path}/data.jsonl")
+    # /dev/stdout, /dev/null, a fifo: renaming the finished temp file over it would replace
+    # the device link itself (root may write in /dev), never write through it
+    if (path.exists() and not path.is_file()) or os.path.abspath(path).startswith("/dev/"):
+        raise RprimError(f"{flag} {path} is not a regular file; give a file name, or leave "
+                         f"{flag} out where the command can write to stdout")
     parent = path.parent
     if not parent.is_dir():
         raise RprimError(f"cannot write {path}: folder {parent} does not exist; create it first")
@@ -234,7 +239,7 @@ def atomic_folder(out: str | Path, kind: str | None = None, keep_existing: bool 
     call created are removed, so nothing is left half written. ``keep_existing``: if ``out``
     appeared meanwhile (another process built the same cache entry), keep that one.
     """
-    out = Path(out).expanduser().absolute()
+    out = Path(os.path.abspath(Path(out).expanduser()))  # "." and ".." name real folders
     created = _make_parents(out.parent)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))

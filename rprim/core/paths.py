@@ -17,7 +17,8 @@ def cache_dir() -> Path:
 
 def install_hint(extra: str) -> str:
     """A pip command that installs an extra of rprim as this copy was installed: from the
-    checkout (editable, or running from the source tree) or from the wheel file it came from.
+    checkout when this code runs from one (editable install, or Python started in the
+    repository root), else from the wheel file or folder pip recorded (``direct_url.json``).
     rprim is not on the package index, so ``pip install 'rprim[x]'`` would fail."""
     import json
     from importlib.metadata import PackageNotFoundError, distribution
@@ -30,10 +31,17 @@ def install_hint(extra: str) -> str:
         direct = {}
     url = direct.get("url", "")
     where = unquote(urlparse(url).path) if url.startswith("file:") else ""
-    if where and not direct.get("dir_info", {}).get("editable") and where.endswith(".whl"):
-        return f"pip install '{where}[{extra}]'"
-    if os.path.isfile(os.path.join(root, "pyproject.toml")):
+    if _is_checkout(root):  # this code runs from a checkout
         return f"pip install -e '{root}[{extra}]'"
-    if where:
+    if where and os.path.exists(where):  # the wheel file or source folder it was installed from
         return f"pip install '{where}[{extra}]'"
-    return f"pip install '/path/to/rprim-checkout[{extra}]'"
+    return f"pip install '/path/to/rprim-checkout[{extra}]' (or the rprim wheel you installed)"
+
+
+def _is_checkout(root: str) -> bool:
+    """Whether ``root`` is an rprim source tree (its pyproject names the project rprim)."""
+    try:
+        with open(os.path.join(root, "pyproject.toml"), encoding="utf-8") as f:
+            return 'name = "rprim"' in f.read()
+    except OSError:
+        return False

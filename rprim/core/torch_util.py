@@ -51,8 +51,10 @@ def resolve_device(spec: str, flag: str = "--device") -> str:
 def make_optimizer(name: str, params: Iterable[Any], lr: float, *, weight_decay: float = 0.0,
                    betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                    fused: bool = False) -> Any:
-    """AdamW or Adafactor (torch's own, at a constant base rate: no relative step, no
-    parameter scaling), the same algorithms for fine-tuning and for pretraining.
+    """AdamW or Adafactor (torch's own, ``torch.optim.Adafactor``), the same algorithms for
+    fine-tuning and for pretraining. torch's Adafactor has no momentum and scales each step
+    by the parameter's RMS (at least 1e-3), like the Flax/optax Adafactor of the paper's stack;
+    ``lr`` is its constant base rate (schedules set it per step).
 
     ``params`` may be parameter groups (dicts with their own ``weight_decay``). ``fused``
     selects AdamW's fused CUDA kernel (one launch for all parameters).
