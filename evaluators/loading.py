@@ -205,7 +205,8 @@ def check_safetensors(folder: Path) -> None:
         except OSError as e:
             raise RprimError(f"cannot read {f} ({e.strerror or e})") from None
         if why:
-            raise RprimError(f"{f} is truncated or corrupt ({why}); re-save or re-download the model")
+            raise RprimError(f"the weights file {f} is truncated or corrupt ({why}); re-save or "
+                             "re-download the model")
 
 
 def load_weights(src: ModelSource, dtype: str = "auto", device: str = "auto") -> Any:

@@ -16,7 +16,7 @@ from rprim.core import RprimError, default_threads, parse_batch_size, parse_devi
 from rprim.core.options import parse_int
 
 
-def _quiet_transformers(backend: str) -> None:
+def _quiet_transformers(backend: str = "hf") -> None:
     """No library progress bars or advice on stderr: only ours."""
     import warnings
 

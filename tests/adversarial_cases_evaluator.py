@@ -59,7 +59,7 @@ def setup(fixtures: Path) -> None:
     from transformers import BertConfig, BertForMaskedLM
 
     import rprim.primitives as P
-    from tests.test_eval_helpers import tiny_model, tokenizer
+    from test_eval_helpers import tiny_model, tokenizer  # tests/ is on sys.path (conftest)
 
     tok = tokenizer("bpe")
     good = fixtures / "good"
