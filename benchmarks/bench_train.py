@@ -52,7 +52,7 @@ def plain_run(cfg, steps: int) -> list[float]:
     from rprim.model_zoo.corpora import resolve_corpus
     from rprim.model_zoo.data import PackedTokens, Sampler, cached_token_file
     from rprim.model_zoo.tokenizer import cached_bpe, tokenizer_hash
-    from rprim.model_zoo.train import build_model
+    from rprim.model_zoo.model import build_model
 
     cache = Path(cfg.cache_dir)
     corpus = resolve_corpus(cfg.corpus, cache, cfg.max_corpus_bytes)

@@ -9,9 +9,14 @@ Modules, in the order data flows through them:
 - ``corpora``    built-in corpora (stdlib-python, shakespeare) and local files
 - ``tokenizer``  byte-level BPE with single-digit splitting
 - ``data``       memory-mapped token file, packing, held-out split, resumable sampler
+- ``mix``        rprim's own train split mixed into the training stream (imports rprim.primitives)
+- ``model``      building the model, the loss from hidden states, per-layer compile, HF folders
+- ``distributed`` DDP and FSDP2, applied from the outside in one place
 - ``checkpoint`` atomic checkpoints
-- ``distributed`` DDP, applied from the outside in one place
-- ``train``      the training loop
+- ``runfolder``  the output folder: checks, lock, marker, where a run starts
+- ``metrics``    loss and timing without a host sync per step, steady-state throughput
+- ``trainer``    the training loop, in short named steps
+- ``train``      ``train`` and ``plan`` (light to import) and the training summary
 
 User errors are ``rprim.core.RprimError``. Importing this package is light: torch and transformers load only when a trainer module is
 imported.

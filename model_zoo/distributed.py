@@ -1,24 +1,34 @@
-"""Data parallelism, applied from the outside in one place.
+"""Data parallelism, applied from the outside in one place: the training loop has no branch on it.
 
 ``torchrun --nproc-per-node N -m rprim train ...`` sets RANK / WORLD_SIZE / LOCAL_RANK; then the
-process group is initialised (nccl on GPU, gloo on CPU) and :func:`wrap` parallelises the plain
-model in one of two ways:
+process group is initialised (nccl on GPU, gloo on CPU) and a :class:`Parallel` strategy owns
+everything that differs between the two ways of running on several ranks:
 
-- ``ddp``: the model is replicated and put in ``DistributedDataParallel``. Growth and checkpoints
-  work on the plain model; after a growth the trainer wraps the grown model again.
-- ``fsdp``: FSDP2 (``fully_shard``) shards every decoder layer and then the root, in place, so
-  each rank holds 1/N of the weights, gradients and optimizer state. Checkpoints and growth go
-  through *full* (unsharded) state dicts gathered to rank 0 (:func:`full_state`); growth then
-  builds the deeper model on the meta device, shards it, and loads the grown state with a
-  broadcast from rank 0 (:func:`load_full_state`).
+- :class:`Replicated` (one process, or ``ddp``): the model is replicated and its loss module is
+  put in ``DistributedDataParallel``. Growth and checkpoints work on the plain model; after a
+  growth the loss module is wrapped again.
+- :class:`Sharded` (``fsdp``): FSDP2 (``fully_shard``) shards every decoder layer and then the
+  root, in place, so each rank holds 1/N of the weights, gradients and optimizer state. The
+  root is the loss module (:class:`rprim.model_zoo.model.LossModel`), whose forward the training
+  step calls, so FSDP's root hooks gather the embeddings, final norm and head. Checkpoints and
+  growth go through *full* (unsharded) state dicts gathered to rank 0 (:meth:`Sharded.full_state`);
+  growth builds the deeper model on the meta device, shards it, and loads the grown state with a
+  broadcast from rank 0.
 
-Single-process runs use neither: the model stays plain.
+State dicts leaving this module always use the plain model's names (``model.layers.3...``),
+whatever wraps it, so checkpoints, growth and export are the same in every mode.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
+from typing import Any, Callable
+
+from rprim.core import RprimError
+
+PREFIX = "lm."  # the plain model's name inside the loss module
 
 
 @dataclass
@@ -37,6 +47,22 @@ class Dist:
         return self.world > 1
 
 
+def _device(spec: str, local: int, world: int) -> str:
+    """The device of this rank: one GPU per local rank under torchrun, else as asked."""
+    import torch
+
+    from rprim.core.torch_util import resolve_device
+
+    device = resolve_device(spec, "--set device=")
+    if device.startswith("cuda") and world > 1:
+        count = torch.cuda.device_count()
+        if local >= count:
+            raise RprimError(f"torchrun started local rank {local} but this machine has {count} GPU(s); "
+                             f"use --nproc-per-node {count}, or --set device=cpu to run the ranks on the CPU")
+        return f"cuda:{local}"
+    return device
+
+
 def init(device_pref: str = "auto") -> Dist:
     """Read the torchrun environment, pick the device, and start the process group if needed."""
     import torch
@@ -44,68 +70,52 @@ def init(device_pref: str = "auto") -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() if device_pref == "auto" else device_pref.startswith("cuda")
-    device = f"cuda:{local}" if use_cuda else "cpu"
-    if use_cuda:
-        torch.cuda.set_device(local)
+    device = _device(device_pref, local, world)
+    if device.startswith("cuda"):
+        torch.cuda.set_device(device)
     if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group(backend="nccl" if use_cuda else "gloo",
+        torch.distributed.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo",
                                              rank=rank, world_size=world)
     return Dist(rank, world, local, device)
 
 
-def sharded(dist: Dist, mode: str) -> bool:
-    """Whether this run shards the model with FSDP2 (several ranks and ``parallel=fsdp``)."""
-    return dist.enabled and mode == "fsdp"
+def barrier(dist: Dist) -> None:
+    if dist.enabled:
+        import torch
+
+        torch.distributed.barrier()
 
 
-def wrap(model, dist: Dist, mode: str = "ddp"):
-    """The module the training step calls: DDP around ``model``, or ``model`` itself sharded in
-    place with FSDP2, when running on several ranks; ``model`` unchanged otherwise.
+def mean(value: Any, dist: Dist) -> float:
+    """The mean over ranks of a float or a 0-d tensor, as a float (the one host sync)."""
+    import torch
 
-    Build the optimizer *after* this call: FSDP2 replaces the parameters with sharded ones.
-    A model that is already sharded (FSDP growth shards the deeper model itself) is returned as
-    it is.
-    """
     if not dist.enabled:
-        return model
-    if mode == "fsdp":
-        from torch.distributed.fsdp import FSDPModule, fully_shard
-
-        if isinstance(model, FSDPModule):
-            return model
-        for layer in model.model.layers:
-            fully_shard(layer)
-        fully_shard(model)
-        return model
-    from torch.nn.parallel import DistributedDataParallel as DDP
-
-    ids = [dist.local_rank] if dist.device.startswith("cuda") else None
-    return DDP(model, device_ids=ids)
+        return float(value)
+    t = (value.detach().to(dist.device, torch.float64) if torch.is_tensor(value)
+         else torch.tensor(float(value), dtype=torch.float64, device=dist.device)).reshape(1)
+    torch.distributed.all_reduce(t)
+    return float(t.item()) / dist.world
 
 
-def full_state(model, optimizer) -> tuple[dict, dict]:
-    """(model state, optimizer state) of a sharded model as full CPU tensors on rank 0 (empty
-    dicts elsewhere). Collective: every rank must call it. The optimizer state is keyed by
-    parameter name (``{"state": {name: ...}, "param_groups": [{..., "params": [names]}]}``)."""
-    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                         get_optimizer_state_dict)
+def shutdown(dist: Dist) -> None:
+    if dist.enabled:
+        import torch
 
-    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    return (get_model_state_dict(model, options=opts),
-            get_optimizer_state_dict(model, optimizer, options=opts))
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
-def load_full_state(model, optimizer, model_state: dict, optim_state: dict | None) -> None:
-    """Load full states held by rank 0 into a sharded model (and optimizer), broadcasting them.
-    Collective. Parameters absent from ``optim_state["state"]`` start with fresh state."""
-    from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
-                                                         set_optimizer_state_dict)
+def _renamed(state: dict, fn: Callable[[str], str]) -> dict:
+    """A model state dict, or an optimizer one keyed by names, with every name mapped by ``fn``."""
+    if "state" in state and "param_groups" in state:
+        return {"state": {fn(k): v for k, v in state["state"].items()},
+                "param_groups": [{**g, "params": [fn(n) for n in g["params"]]} for g in state["param_groups"]]}
+    return {fn(k): v for k, v in state.items()}
 
-    opts = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
-    set_model_state_dict(model, model_state, options=opts)
-    if optim_state is not None:
-        set_optimizer_state_dict(model, optimizer, optim_state, options=opts)
+
+def _strip(name: str) -> str:
+    return name[len(PREFIX):] if name.startswith(PREFIX) else name
 
 
 def named_param_groups(model, optimizer, like: list[dict] | None = None) -> list[dict]:
@@ -119,38 +129,153 @@ def named_param_groups(model, optimizer, like: list[dict] | None = None) -> list
     return out
 
 
-def gradient_sync(model, ddp, dist: Dist, mode: str, last_micro_step: bool):
-    """Context for one micro-step: gradients are reduced across ranks only on the last one."""
-    import contextlib
+class Parallel:
+    """How the plain model is run on this process's ranks (see the module docstring).
 
-    if ddp is not None and not last_micro_step:
-        return ddp.no_sync()
-    if sharded(dist, mode):
-        model.set_requires_gradient_sync(last_micro_step)
-    return contextlib.nullcontext()
+    Methods take the *root*, the :class:`~rprim.model_zoo.model.LossModel` around the plain
+    model (``root.lm``), and ``build``, the run's :class:`~rprim.model_zoo.model.Builder`."""
+
+    sharded = False
+
+    def __init__(self, dist: Dist):
+        self.dist = dist
+
+    def prepare(self, root):
+        """The module the training step calls, around ``root``. Build the optimizer after it."""
+        raise NotImplementedError
+
+    def sync(self, step_module, last_micro_step: bool):
+        """Context for one micro-step: gradients are reduced across ranks only on the last one."""
+        return contextlib.nullcontext()
+
+    def full_state(self, root, optimizer) -> tuple[dict, dict]:
+        """(model state, optimizer state) with the plain model's names (full, on rank 0)."""
+        raise NotImplementedError
+
+    def load_state(self, root, optimizer, model_state: dict, optim_state: dict) -> None:
+        raise NotImplementedError
+
+    def grow(self, root, optimizer, build) -> tuple[Any, Any]:
+        """(new root, its optimizer) with the model one block deeper."""
+        raise NotImplementedError
+
+    def plain(self, root, full_model_state: dict | None, build):
+        """An unsharded model to save (rank 0)."""
+        return root.lm
 
 
-def barrier(dist: Dist) -> None:
-    if dist.enabled:
-        import torch
+class Replicated(Parallel):
+    """One process, or DDP: every rank holds the whole model."""
 
-        torch.distributed.barrier()
+    def prepare(self, root):
+        if not self.dist.enabled:
+            return root
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [self.dist.local_rank] if self.dist.device.startswith("cuda") else None
+        return DDP(root, device_ids=ids)
+
+    def sync(self, step_module, last_micro_step: bool):
+        if self.dist.enabled and not last_micro_step:
+            return step_module.no_sync()
+        return contextlib.nullcontext()
+
+    def full_state(self, root, optimizer) -> tuple[dict, dict]:
+        return root.lm.state_dict(), optimizer.state_dict()
+
+    def load_state(self, root, optimizer, model_state: dict, optim_state: dict) -> None:
+        root.lm.load_state_dict(model_state)  # before prepare: DDP broadcasts rank 0's weights
+        optimizer.load_state_dict(optim_state)
+
+    def grow(self, root, optimizer, build) -> tuple[Any, Any]:
+        """Grow in place; the new optimizer carries the remapped state of the old one."""
+        from rprim.model_zoo.growth import grow_model, grow_state, load_state_by_name, optimizer_state_by_name
+
+        cfg, model = build.cfg, root.lm
+        old_state = optimizer_state_by_name(model, optimizer)
+        depth = len(model.model.layers)
+        grow_model(model, cfg.block_size, cfg.method)
+        new_opt = build.optimizer(model)
+        load_state_by_name(model, new_opt, grow_state(old_state, depth, cfg.block_size, cfg.method,
+                                                      reset=cfg.reset_optimizer_on_growth))
+        return root, new_opt
 
 
-def mean(value: float, dist: Dist) -> float:
-    """Average a Python float over ranks (float64, on CPU for gloo or on the device for nccl)."""
-    if not dist.enabled:
-        return value
-    import torch
+class Sharded(Parallel):
+    """FSDP2: weights, gradients and optimizer state sharded over the ranks."""
 
-    t = torch.tensor([value], dtype=torch.float64, device=dist.device)
-    torch.distributed.all_reduce(t)
-    return float(t.item()) / dist.world
+    sharded = True
+
+    def prepare(self, root):
+        from torch.distributed.fsdp import FSDPModule, fully_shard
+
+        if isinstance(root, FSDPModule):
+            return root
+        for layer in root.lm.model.layers:
+            if not isinstance(layer, FSDPModule):
+                fully_shard(layer)
+        fully_shard(root)
+        return root
+
+    def sync(self, step_module, last_micro_step: bool):
+        step_module.set_requires_gradient_sync(last_micro_step)
+        return contextlib.nullcontext()
+
+    def full_state(self, root, optimizer) -> tuple[dict, dict]:
+        """Full CPU states on rank 0 (empty elsewhere). Collective: every rank calls it."""
+        from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                             get_optimizer_state_dict)
+
+        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return (_renamed(get_model_state_dict(root, options=opts), _strip),
+                _renamed(get_optimizer_state_dict(root, optimizer, options=opts), _strip))
+
+    def load_state(self, root, optimizer, model_state: dict, optim_state: dict | None) -> None:
+        """Load full states held by rank 0 into the sharded model, broadcasting them. Collective.
+        Parameters absent from ``optim_state["state"]`` start with fresh state."""
+        from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
+                                                             set_optimizer_state_dict)
+
+        opts = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+        set_model_state_dict(root, _renamed(model_state, PREFIX.__add__), options=opts)
+        if optim_state is not None:
+            set_optimizer_state_dict(root, optimizer, _renamed(optim_state, PREFIX.__add__), options=opts)
+
+    def grow(self, root, optimizer, build) -> tuple[Any, Any]:
+        """Gather full states to rank 0, grow them by name there, build the deeper model on the
+        meta device, shard it, and load the grown states with a broadcast from rank 0."""
+        from rprim.model_zoo.growth import grow_state
+
+        cfg = build.cfg
+        model_state, optim_state = self.full_state(root, optimizer)
+        depth = len(root.lm.model.layers)
+        grown = build.root(depth + cfg.block_size, meta=True)
+        self.prepare(grown)
+        grown.to_empty(device=self.dist.device)
+        for name, buf in root.lm.named_buffers():  # non-persistent buffers (RoPE frequencies)
+            grown.lm.get_buffer(name).copy_(buf)
+        new_opt = build.optimizer(grown.lm)
+        grown_optim = {}
+        if self.dist.main:
+            model_state = grow_state(model_state, depth, cfg.block_size, cfg.method)
+            grown_optim = {"state": grow_state(optim_state["state"], depth, cfg.block_size, cfg.method,
+                                               reset=cfg.reset_optimizer_on_growth),
+                           "param_groups": named_param_groups(grown.lm, new_opt, like=optim_state["param_groups"])}
+        self.load_state(grown, new_opt, model_state, grown_optim)
+        return grown, new_opt
+
+    def plain(self, root, full_model_state: dict | None, build):
+        """A plain model around the gathered weights; the sharded one cannot be saved."""
+        export = build.model(len(root.lm.model.layers), meta=True)
+        export.load_state_dict(full_model_state, assign=True)
+        return export
 
 
-def shutdown(dist: Dist) -> None:
-    if dist.enabled:
-        import torch
-
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+def strategy(dist: Dist, mode: str, optimizer: str) -> Parallel:
+    """The strategy for this run: FSDP2 with several ranks and ``parallel=fsdp``, else replicated."""
+    if dist.enabled and mode == "fsdp":
+        if optimizer == "adafactor":
+            raise RprimError("Adafactor does not run on FSDP2-sharded parameters (torch's and transformers' "
+                             "implementations reject DTensors); use --set optimizer=adamw, or --set parallel=ddp")
+        return Sharded(dist)
+    return Replicated(dist)

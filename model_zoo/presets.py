@@ -68,7 +68,7 @@ class TrainConfig:
     parallel: str = "ddp"  # several ranks (torchrun): ddp (replicate) | fsdp (FSDP2 fully_shard)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto (bf16 autocast on GPU, fp32 on CPU) | float32 | bfloat16 (fp32, bf16)
-    compile: bool = False
+    compile: bool | None = None  # None: on for CUDA (per-layer torch.compile), off on the CPU
     grad_checkpointing: bool = False  # recompute activations in backward (less memory, ~30% slower)
     threads: int | None = None  # torch CPU threads (None: torch default)
     log_every: int = 10
@@ -146,6 +146,19 @@ class TrainConfig:
             raise RprimError("no corpus given; pass --corpus stdlib-python|shakespeare|PATH")
         if self.max_corpus_bytes is not None and self.max_corpus_bytes < 1:
             raise RprimError("max_corpus_bytes must be positive (or null for the whole corpus)")
+        for name in ("log_every", "eval_every", "ckpt_every", "eval_batches"):
+            if getattr(self, name) < 1:
+                raise RprimError(f"{name} must be at least 1 step; got {getattr(self, name)}")
+        for name in ("warmup_steps", "rewarmup_steps", "keep_checkpoints"):
+            if getattr(self, name) < 0:
+                raise RprimError(f"{name} must be >= 0; got {getattr(self, name)}")
+        for name in ("lr", "min_lr", "weight_decay", "grad_clip", "step_delay", "adam_eps"):
+            if getattr(self, name) < 0:
+                raise RprimError(f"{name} must be >= 0; got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise RprimError(f"lr must be positive; got {self.lr}")
+        if self.threads is not None and self.threads < 1:
+            raise RprimError(f"threads must be a positive integer (or none); got {self.threads}")
         if self.snapshot_every < 0:
             raise RprimError(f"snapshot_every must be >= 0 steps (0 turns snapshots off); got {self.snapshot_every}")
         if self.mix is not None:

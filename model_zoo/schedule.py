@@ -45,8 +45,9 @@ def parse_schedule(spec: str, k: int) -> list[float]:
         if len(weights) != k:
             raise RprimError(f"schedule {spec!r} has {len(weights)} stage fractions but the model has "
                            f"{k} blocks (n_layers / block_size); give {k} fractions")
-        if any(w < 0 or math.isnan(w) for w in weights) or sum(weights) <= 0:
-            raise RprimError(f"schedule fractions {spec!r} must be non-negative with a positive sum")
+        if any(not w > 0 or math.isinf(w) for w in weights):
+            raise RprimError(f"schedule fractions {spec!r} must all be positive: every stage trains its depth "
+                             "for at least one step (e.g. 0.1,0.2,0.3,0.4)")
     total = sum(weights)
     return [w / total for w in weights]
 
@@ -83,10 +84,11 @@ def make_stages(method: str, n_layers: int, block_size: int, schedule: str, tota
     k = n_layers // block_size
     steps = apportion(total_steps, parse_schedule(schedule, k))
     if k > 1 and min(steps) < 1:
-        need = next(t for t in range(k, 10 * k * k + 10**6)
-                    if min(apportion(t, parse_schedule(schedule, k))) >= 1)
+        fractions = parse_schedule(schedule, k)
+        bound = math.ceil(1 / min(fractions))  # every stage surely gets a step with this many
+        need = next((t for t in range(k, min(bound, k + 100_000)) if min(apportion(t, fractions)) >= 1), bound)
         raise RprimError(f"{total_steps} steps leave a stage of the {schedule} schedule empty; "
-                       f"use --steps {need} or more")
+                         f"use --steps {max(need, k)} or more")
     stages, start = [], 0
     for i, t in enumerate(steps, start=1):
         stages.append(Stage(i, i * block_size, start, start + t))

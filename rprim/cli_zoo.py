@@ -111,15 +111,29 @@ def plan(as_json: bool, **kw: Any) -> None:
         click.echo(json.dumps(p, indent=1))
         return
     click.echo(f"{p['method']}  schedule {p['schedule'] or '-'}  block size {p['block_size']}  "
-               f"{p['n_layers']} layers  {p['steps']} steps x {p['tokens_per_step']} tokens = {p['tokens']:,} tokens")
-    click.echo(f"{'stage':>5} {'depth':>5} {'steps':>17} {'tokens':>27} {'FLOPs':>10} {'share':>6}")
+               f"{p['n_layers']} layers  {p['steps']:,} steps x {p['tokens_per_step']:,} tokens = "
+               f"{human(p['tokens'])} tokens" + (f"  mix {p['mix']}" if p["mix"] else ""))
+    click.echo(f"{'stage':>5} {'depth':>5} {'steps':>19} {'from token':>10} {'tokens':>8} {'FLOPs':>9} {'share':>6}")
     for s in p["stages"]:
-        click.echo(f"{s['stage']:>5} {s['depth']:>5} {s['start_step']:>8}-{s['end_step']:<8} "
-                   f"{s['start_tokens']:>13,}+{s['tokens']:<13,} {s['flops']:>10.3g} "
-                   f"{s['flops'] / p['flops']:>6.1%}")
+        steps = f"{s['start_step']:,}-{s['end_step']:,}"
+        click.echo(f"{s['stage']:>5} {s['depth']:>5} {steps:>19} {human(s['start_tokens']):>10} "
+                   f"{human(s['tokens']):>8} {s['flops']:>9.3g} {s['flops'] / p['flops']:>6.1%}")
     click.echo(f"total FLOPs {p['flops']:.4g}; baseline {p['baseline_flops']:.4g}; ratio R = {p['flop_ratio']:.4f} "
                f"(speedup {1 / p['flop_ratio']:.3f}x) with LM head (rho = {p['rho_head']:.3f}); "
                f"R = {p['flop_ratio_no_head']:.4f} (speedup {1 / p['flop_ratio_no_head']:.3f}x) without")
+
+
+def human(n: float) -> str:
+    """A count with 3 significant digits and a unit: 0, 950, 12.3k, 33.0B, 1.10B, 2.50T."""
+    units = (("", 1), ("k", 1e3), ("M", 1e6), ("B", 1e9), ("T", 1e12))
+    i = max((j for j, (_, size) in enumerate(units) if abs(n) >= size), default=0)
+    while True:
+        unit, size = units[i]
+        v = n / size
+        text = f"{v:.0f}" if abs(v) >= 99.95 or not unit else f"{v:.1f}" if abs(v) >= 9.995 else f"{v:.2f}"
+        if abs(float(text)) < 1000 or i == len(units) - 1:
+            return text + unit
+        i += 1
 
 
 COMMANDS = [train, plan]

@@ -150,6 +150,22 @@ def test_write_json_is_strict_json(tmp_path):
         {"loss": None, "ok": [1.5, None]}
 
 
+def test_device_errors_name_the_flag_as_written(monkeypatch):
+    """``--device tpu`` and ``--set device=tpu`` both read as the user typed them."""
+    from rprim.core import parse_device
+
+    with pytest.raises(RprimError, match=r"unknown --set device='tpu'"):
+        parse_device("tpu", "--set device=")
+    with pytest.raises(RprimError, match=r"unknown --device 'tpu'"):
+        parse_device("tpu")
+    torch = pytest.importorskip("torch")
+    from rprim.core.torch_util import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RprimError, match=r"^--set device=cuda: .* use --set device=cpu or auto$"):
+        resolve_device("cuda", "--set device=")
+
+
 def test_atomic_folder_takes_dot_and_dotdot_as_the_folders_they_name(tmp_path, monkeypatch):
     """`--out .` and `--out x/..` name real folders: publish there, create nothing else."""
     here = tmp_path / "here"

@@ -187,7 +187,7 @@ def test_long_context_with_mix(cache, tmp_path):
 def torchrun(cache: Path, out: Path, *extra_args: str, resume: bool = False) -> dict:
     """Train midas with 2 CPU processes (gloo); return the training summary."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "rprim"] + cli_args(cache, "midas", out, *extra_args) + (["--resume"] if resume else [])
+           "-m", "rprim"] + cli_args(cache, "midas", out, "device=cpu", *extra_args) + (["--resume"] if resume else [])
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
                          env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert res.returncode == 0, res.stderr[-3000:]
@@ -349,7 +349,7 @@ def test_fsdp_with_adafactor_is_refused(cache, tmp_path):
     """torch's Adafactor cannot step DTensor parameters: say so before any work is done."""
     out = tmp_path / "o"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "rprim"] + cli_args(cache, "midas", out, "parallel=fsdp", "optimizer=adafactor")
+           "-m", "rprim"] + cli_args(cache, "midas", out, "device=cpu", "parallel=fsdp", "optimizer=adafactor")
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
                          env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert res.returncode != 0

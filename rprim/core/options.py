@@ -173,12 +173,17 @@ def parse_dtype(text: str, flag: str = "--dtype", allowed: tuple[str, ...] | Non
 _DEVICE = re.compile(r"(auto|cpu|cuda|cuda:\d+|mps)\Z")
 
 
+def flag_value(flag: str, value: str) -> str:
+    """``--device cuda`` or, for a flag like ``--set device=``, ``--set device=cuda``."""
+    return f"{flag}{value}" if flag.endswith("=") else f"{flag} {value}"
+
+
 def parse_device(text: str, flag: str = "--device") -> str:
     """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; availability is checked when torch
     loads (:func:`rprim.core.torch_util.resolve_device`)."""
     t = str(text).strip().lower()
     if not _DEVICE.match(t):
-        raise RprimError(f"unknown {flag} {text!r}; use auto, cpu, cuda or cuda:N")
+        raise RprimError(f"unknown {flag_value(flag, repr(text))}; use auto, cpu, cuda or cuda:N")
     return t
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from .errors import RprimError
-from .options import parse_device, parse_dtype
+from .options import flag_value, parse_device, parse_dtype
 
 OPTIMIZERS = ("adamw", "adafactor")
 
@@ -37,14 +37,14 @@ def resolve_device(spec: str, flag: str = "--device") -> str:
     if spec.startswith("cuda"):
         if not torch.cuda.is_available():
             why = "torch was built without CUDA" if torch.version.cuda is None else "no GPU is visible"
-            raise RprimError(f"{flag} {spec}: {why} on this machine; use {flag} cpu or auto")
+            raise RprimError(f"{flag_value(flag, spec)}: {why} on this machine; use {flag_value(flag, 'cpu')} or auto")
         index = int(spec.split(":")[1]) if ":" in spec else 0
         count = torch.cuda.device_count()
         if index >= count:
-            raise RprimError(f"{flag} {spec}: this machine has {count} GPU(s) (cuda:0..cuda:{count - 1}); "
+            raise RprimError(f"{flag_value(flag, spec)}: this machine has {count} GPU(s) (cuda:0..cuda:{count - 1}); "
                              "pick one of those")
     if spec == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise RprimError(f"{flag} mps: no Apple GPU here; use {flag} cpu or auto")
+        raise RprimError(f"{flag_value(flag, 'mps')}: no Apple GPU here; use {flag_value(flag, 'cpu')} or auto")
     return spec
 
 
