@@ -55,6 +55,10 @@ class Backend(ABC):
         """Tokens of ``text`` without special tokens (sizes ``max_new_tokens``)."""
         return max(1, len(text) // 2)
 
+    def count_tokens_many(self, texts: Sequence[str]) -> list[int]:
+        """:meth:`count_tokens` of each text (backends batch it)."""
+        return [self.count_tokens(t) for t in texts]
+
     def describe(self) -> dict[str, Any]:
         """What identifies the model and engine in results.json (path, config hash, dtype)."""
         return {"backend": self.name}

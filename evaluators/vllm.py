@@ -1,7 +1,8 @@
 """The vLLM backend: the same greedy contract as the transformers backend, on vLLM's engine.
 
 Greedy decoding (``temperature=0``), an explicit ``max_tokens`` from the task's answer budget,
-stop at the task's ``until`` strings, an explicit dtype (never ``auto``, which may silently
+stop at the task's ``until`` strings, prompts passed as token ids encoded by rprim with the same
+BOS rule as the transformers backend (``tokens.decide_bos``), an explicit dtype (never ``auto``, which may silently
 cast fp32 weights to fp16), prefix caching on (every prompt of a task shares its k-shot
 prefix), an explicit ``max_model_len``, and ``tensor_parallel_size`` for several GPUs.
 
@@ -27,6 +28,9 @@ from rprim.core import RprimError, install_hint, parse_dtype
 
 from .backend import Backend, Generation, Progress, Request
 from .scoring import cut
+from .tokens import count_tokens, decide_bos, encode
+
+CHUNK = 256  # requests per engine call: the progress bar moves per chunk, prefix caching spans them
 
 def available() -> bool:
     """vLLM imports here (without importing it: that is slow)."""
@@ -76,7 +80,10 @@ def preflight(path: str, tokenizer: Any) -> dict[str, Any]:
     if not cfg_file.is_file():
         raise RprimError(f"{path} has no config.json; the vllm backend needs a Hugging Face "
                          "model folder (convert .gguf files with --backend hf first)")
-    cfg = json.loads(cfg_file.read_text())
+    from .loading import check_config_json
+
+    check_config_json(Path(path))
+    cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
     heads = cfg.get("num_attention_heads")
     head = cfg.get("head_dim") or (cfg["hidden_size"] // heads if heads else None)
     sizes = supported_head_sizes()
@@ -98,7 +105,7 @@ class VLLMBackend(Backend):
     def __init__(self, model: str, dtype: str = "auto", tensor_parallel_size: int = 1,
                  max_model_len: int | None = None, trust_remote_code: bool = False,
                  gpu_memory_utilization: float | None = None, enforce_eager: bool | None = None,
-                 seed: int = 0):
+                 seed: int = 0, add_bos: bool | None = None):
         require()
         if not Path(model).is_dir():
             raise RprimError(f"the vllm backend needs a local model folder; {model} is not one "
@@ -113,6 +120,10 @@ class VLLMBackend(Backend):
             raise RprimError(f"cannot load a tokenizer from {model} ({str(e).splitlines()[0]}); "
                              "save it with the model") from None
         cfg = preflight(model, self.tok)
+        from types import SimpleNamespace
+
+        self.bos = decide_bos(self.tok, SimpleNamespace(model_type=cfg.get("model_type"),
+                                                        bos_token_id=cfg.get("bos_token_id")), add_bos)
         self.model_path = model
         self.dtype = resolve_dtype(dtype)
         self.max_model_len = int(max_model_len or min(cfg.get("max_position_embeddings") or 2048, 8192))
@@ -151,10 +162,14 @@ class VLLMBackend(Backend):
                 "config_hash": hashlib.sha256(blob).hexdigest()[:16], "dtype": self.dtype,
                 "max_model_len": self.max_model_len,
                 "tensor_parallel_size": self.options["tensor_parallel_size"],
+                "add_bos": self.bos.add, "add_bos_reason": self.bos.reason,
                 "engine_start_s": None if self.start_time_s is None else round(self.start_time_s, 3)}
 
     def count_tokens(self, text: str) -> int:
         return len(self.tok(text, add_special_tokens=False)["input_ids"])
+
+    def count_tokens_many(self, texts: Sequence[str]) -> list[int]:
+        return count_tokens(self.tok, texts)
 
     def greedy(self, requests: Sequence[Request], max_new_tokens: int,
                progress: Progress | None = None) -> list[Generation]:
@@ -162,8 +177,8 @@ class VLLMBackend(Backend):
 
         if not requests:
             return []
-        prompts = [r.prompt for r in requests]
-        longest = max(len(ids) for ids in self.tok(prompts)["input_ids"])
+        ids = encode(self.tok, [r.prompt for r in requests], self.bos.token_id if self.bos.add else None)
+        longest = max(len(x) for x in ids)
         if longest + max_new_tokens > self.max_model_len:
             raise RprimError(f"a prompt needs {longest} tokens plus {max_new_tokens} for the answer, "
                              f"but max_model_len is {self.max_model_len}; use fewer --shots or a "
@@ -171,8 +186,13 @@ class VLLMBackend(Backend):
         params = {u: SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop=list(u),
                                     include_stop_str_in_output=False, seed=0)
                   for u in {r.until for r in requests}}
-        outs = self.llm.generate(prompts, [params[r.until] for r in requests], use_tqdm=False)
-        if progress is not None:
-            progress(len(requests))
-        # vLLM already stops at ``until``; cutting again keeps the contract explicit.
-        return [Generation(cut(o.outputs[0].text, r.until)) for o, r in zip(outs, requests)]
+        out: list[Generation] = []
+        for at in range(0, len(requests), CHUNK):
+            part = requests[at:at + CHUNK]
+            prompts = [{"prompt_token_ids": x} for x in ids[at:at + CHUNK]]  # a TokensPrompt
+            outs = self.llm.generate(prompts, [params[r.until] for r in part], use_tqdm=False)
+            # vLLM already stops at ``until``; cutting again keeps the contract explicit.
+            out += [Generation(cut(o.outputs[0].text, r.until)) for o, r in zip(outs, part)]
+            if progress is not None:
+                progress(len(part))
+        return out

