@@ -1,69 +1,92 @@
 #!/usr/bin/env bash
-# GPU smoke test and throughput check for the rprim trainer (one GPU, no internet).
+# One-GPU check of rprim: trainer throughput and MFU (eager and default), MIDAS's time ratio
+# against its FLOP ratio, the evaluator against its forward-pass floor, and the test suite.
 #
-#   bash scripts/gpu_check.sh            # ~2 x 3-4 minutes on an H100
-#   STEPS=300 bash scripts/gpu_check.sh  # shorter
+#   bash /path/to/rprim/scripts/gpu_check.sh      # from any folder; about 5 minutes on an H100
 #
-# Trains the `small` preset (12 layers, d 768, ~85M parameters) with the baseline and with MIDAS
-# (PROP-2, block size 3) on the Python standard library source, then prints tokens/s, MFU
-# (bf16 dense peak of the detected GPU), final losses, and MIDAS's measured time ratio next to
-# its FLOP ratio; then scores both models with `rprim eval` on the transformers backend. Needs torch (CUDA), transformers, tokenizers, safetensors, tqdm, click, numpy
-# already installed; installs rprim itself with `pip install --no-deps -e .` if needed.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-PY=${PYTHON:-python}
-STEPS=${STEPS:-600}
+# Uses whatever rprim Python imports (an editable or a plain `pip install --no-deps .`); needs
+# torch with CUDA, transformers, tokenizers, safetensors, tqdm, click, jinja2, numpy, pandas,
+# matplotlib (no internet). Results go to $OUT_DIR (default /tmp/rprim-gpu-check): the summary
+# lines are also written to $OUT_DIR/summary.txt. Settings: STEPS (default 300), PYTHON,
+# CACHE_DIR (default /tmp/rprim-gpu-cache: tokenizer and token files, shared with gpu_study.sh).
+# DRY=1 runs the same logic on the CPU with the tiny preset, to check the script itself.
+set -uo pipefail
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+PY=${PYTHON:-python3}
 OUT=${OUT_DIR:-/tmp/rprim-gpu-check}
-EXTRA=${EXTRA:-}   # e.g. EXTRA="--set compile=true"
-
-if ! $PY -c "import rprim.model_zoo" 2>/dev/null; then
-  $PY -m pip install --no-deps --no-build-isolation -e . >/dev/null
-fi
-$PY - <<'PYEOF'
-import torch, transformers
-assert torch.cuda.is_available(), "no CUDA device visible"
-print(f"torch {torch.__version__}, transformers {transformers.__version__}, {torch.cuda.get_device_name()}")
-PYEOF
-
-$PY - <<'PYEOF'
-import importlib.util
-missing = [m for m in ("click", "jinja2", "numpy", "tokenizers", "safetensors", "tqdm", "pandas")
-           if importlib.util.find_spec(m) is None]
-assert not missing, f"missing modules (no internet here): {missing}"
-PYEOF
-
+CACHE=${CACHE_DIR:-/tmp/rprim-gpu-cache}
+STEPS=${STEPS:-300}
+DRY=${DRY:-0}
 mkdir -p "$OUT"
-for METHOD in baseline midas; do
-  echo "== $METHOD: $STEPS steps of preset small on stdlib-python"
-  $PY -m rprim train --preset small --method "$METHOD" --schedule prop-2 --corpus stdlib-python \
-      --steps "$STEPS" --out "$OUT/$METHOD" --overwrite --cache-dir "$OUT/cache" --quiet \
-      --set eval_every=200 --set ckpt_every=100000 $EXTRA
-done
+SUMMARY="$OUT/summary.txt"
+: > "$SUMMARY"
+say() { echo "$*" | tee -a "$SUMMARY"; }
+t0=$(date +%s)
+stamp() { echo "[$(( $(date +%s) - t0 )) s] $*"; }
 
-$PY - "$OUT" <<'PYEOF'
-import json, statistics, sys
+if ! $PY -c "import rprim.model_zoo, rprim.evaluators" 2>/dev/null; then
+  echo "rprim is not importable by $PY; install it first: pip install --no-deps $REPO" >&2
+  exit 2
+fi
+if [ "$DRY" = "1" ]; then
+  PRESET=tiny; DEV="--set device=cpu --set max_corpus_bytes=600000"; EAGER_STEPS=$((STEPS / 2))
+  EVAL_N=30; EVAL_DEV=cpu
+else
+  PRESET=small; DEV=""; EAGER_STEPS=$((STEPS / 2)); EVAL_N=1000; EVAL_DEV=cuda
+  $PY - <<'EOF' || exit 2
+import torch
+assert torch.cuda.is_available(), "no CUDA device visible"
+EOF
+fi
+$PY - <<'EOF' | tee -a "$SUMMARY"
+import platform, torch, transformers, rprim
+dev = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+print(f"rprim {rprim.__version__} from {rprim.__file__}; torch {torch.__version__}, "
+      f"transformers {transformers.__version__}, Python {platform.python_version()}, {dev}")
+EOF
+
+# ---- 1. trainer: default (compile on CUDA), eager, and MIDAS PROP-2 on the same tokens -------
+COMMON=(--preset "$PRESET" --corpus stdlib-python --cache-dir "$CACHE" --overwrite --quiet
+        --set eval_every=100000 --set ckpt_every=100000 --set log_every=10)
+# shellcheck disable=SC2206
+[ -n "$DEV" ] && COMMON+=($DEV)
+stamp "train $PRESET baseline, default settings, $STEPS steps"
+$PY -m rprim train "${COMMON[@]}" --method baseline --steps "$STEPS" --out "$OUT/baseline" || exit 1
+stamp "train $PRESET baseline, eager (compile off), $EAGER_STEPS steps"
+$PY -m rprim train "${COMMON[@]}" --method baseline --steps "$EAGER_STEPS" --set compile=false \
+    --out "$OUT/eager" || exit 1
+stamp "train $PRESET midas prop-2, default settings, $STEPS steps"
+$PY -m rprim train "${COMMON[@]}" --method midas --schedule prop-2 --steps "$STEPS" --out "$OUT/midas" || exit 1
+$PY - "$OUT" <<'EOF' | tee -a "$SUMMARY"
+import json, sys
 from pathlib import Path
 out = Path(sys.argv[1])
-res = {}
-for m in ("baseline", "midas"):
-    s = json.loads((out / m / "training_summary.json").read_text())
-    rows = [json.loads(l) for l in (out / m / "metrics.jsonl").read_text().splitlines()]
-    steady = [r for r in rows[2:] if r.get("tokens_per_s")]
-    tps = statistics.median(r["tokens_per_s"] for r in steady) if steady else s["tokens_per_s"]
-    full = [r["mfu"] for r in steady if r["depth"] == s["n_layers"] and r.get("mfu")]
-    mfu = statistics.median(full) if full else s["mfu"]
-    res[m] = s
-    print(f"{m:9s} tokens/s {tps:>10,.0f} (median, steady state)  MFU {mfu if mfu is None else f'{mfu:.1%}'} at full depth"
-          f"  train loss {s['final_train_loss']:.3f}  val loss {s['final_val_loss']:.3f}"
-          f"  train time {s['train_time_s']:.0f}s  wall {s['wall_time_s']:.0f}s")
-r = res["midas"]["train_time_s"] / res["baseline"]["train_time_s"]
-print(f"MIDAS/baseline train time {r:.3f}; FLOP ratio {res['midas']['flop_ratio']:.3f} with head, "
-      f"{res['midas']['flop_ratio_no_head']:.3f} without")
-PYEOF
+s = {m: json.loads((out / m / "training_summary.json").read_text()) for m in ("baseline", "eager", "midas")}
+for m in ("eager", "baseline", "midas"):
+    x = s[m]
+    mfu = f"{x['steady_mfu']:.1%}" if x.get("steady_mfu") else "n/a (peak unknown)"
+    tps = x.get("steady_tokens_per_s") or x["tokens_per_s"]
+    print(f"trainer {m:8s}: {tps:>11,.0f} tokens/s steady, MFU {mfu}, compiled {x['compiled']}, "
+          f"compile {x['compile_time_s']:.0f} s, train {x['train_time_s']:.1f} s, val loss {x['final_val_loss']:.3f}")
+r = s["midas"]["train_time_s"] / s["baseline"]["train_time_s"]
+R = s["midas"]["flop_ratio"]
+print(f"MIDAS/baseline train time {r:.3f} vs FLOP ratio {R:.3f} (with head; {s['midas']['flop_ratio_no_head']:.3f} "
+      f"without): measured/theory {r / R:.3f} (goal within 5%)")
+EOF
 
-# Both models through the transformers backend (the suite at 1 shot keeps prompts within
-# the small preset's 512-token context).
-for METHOD in baseline midas; do
-  echo "== rprim eval $METHOD (transformers backend)"
-  $PY -m rprim eval --model "$OUT/$METHOD" --backend hf --shots 1 --n 200 --out "$OUT/$METHOD-eval"
-done
+# ---- 2. evaluator vs its floor, on the trained baseline model ---------------------------------
+stamp "evaluator: decode path (task targets) and fast path (own answers) vs the floor"
+$PY "$REPO/benchmarks/bench_eval.py" --model "$OUT/baseline" --device "$EVAL_DEV" --threads 8 \
+    --n "$EVAL_N" --shots 1 --tasks varassign-code-d0,varassign-code-d1,varassign-code-d2,copying-random \
+    --modes task,self --plain-n 5 2>&1 | tee "$OUT/bench_eval.txt"
+grep -E "^\[|rprim|floor|plain" "$OUT/bench_eval.txt" | grep -iE "floor|plain|ex/s" >> "$SUMMARY"
+
+# ---- 3. the test suite, GPU visible ----------------------------------------------------------
+stamp "pytest (CUDA tests included where a GPU is visible)"
+XDIST=()
+if $PY -c "import xdist" 2>/dev/null; then XDIST=(-n 8); fi
+(cd "$OUT" && $PY -m pytest -q -p no:cacheprovider "${XDIST[@]}" "$REPO/tests" 2>&1) | tee "$OUT/pytest.txt" | tail -25
+say "pytest: $(grep -E '^[0-9]+ (passed|failed)|passed|failed' "$OUT/pytest.txt" | tail -1)"
+stamp "done"
+echo "== summary ($SUMMARY)"
+cat "$SUMMARY"

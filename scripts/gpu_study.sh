@@ -1,70 +1,62 @@
 #!/usr/bin/env bash
-# The `small` study on one GPU: Baseline vs GradStack vs MIDAS, end to end, in under 15 minutes
+# The `small` study on one GPU: Baseline vs GradStack vs MIDAS, end to end, in under 10 minutes
 # on an H100 (no internet needed).
 #
-#   bash scripts/gpu_study.sh                 # OUT_DIR=/tmp/rprim-gpu-study
-#   STEPS=1000 bash scripts/gpu_study.sh      # a shorter run (fewer tokens per model)
-#   EXTRA="--mix varassign-basic-d0:0.1,varassign-math-d0:0.1,varassign-code-d0:0.1" bash scripts/gpu_study.sh
+#   bash /path/to/rprim/scripts/gpu_study.sh       # from any folder; OUT_DIR=/tmp/rprim-gpu-study
+#   STEPS=600 bash scripts/gpu_study.sh            # a shorter run (fewer tokens per model)
+#   EXTRA="--mix varassign:0.3,copying:0.05" bash scripts/gpu_study.sh
 #
-# Trains `rprim study --preset small` (12 layers, d 768, context 1024, 32 x 1024 tokens per step,
-# 1600 steps = 52.4M tokens per model, mix varassign/copying/psm/arithmetic) on the Python
-# standard library source; scores 3 snapshots and the final model of each method on the 5-shot
-# suite; runs the fine-tuning protocol (3 seeds, 300 steps); runs both layer analyses; writes
-# the report. Prints the time budget of each stage before it starts and what each stage took
-# (the study's own part headers), then the report's main table. The result folder keeps only
-# small files: the model weights, checkpoints and snapshots are deleted at the end unless KEEP=1
-# (the report, results/*.json and the per-example samples stay: a few MB).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-PY=${PYTHON:-python}
+# Runs `rprim study --preset small` (12 layers, d 768, context 1024, 32 x 1024 tokens per step,
+# 1200 steps = 39.3M tokens per model, 45% of them solved primitives from the train split, depth
+# 0 weighted up) on the Python standard library source; scores 4 snapshots and the final model
+# of each method on the 5-shot suite; runs the fine-tuning protocol (3 seeds, 300 steps); runs
+# both layer analyses; writes the report. Prints the time budget before it starts, what each
+# part took as it goes (the study's own part lines), then the report's main tables. Uses
+# whatever rprim Python imports; needs torch with CUDA, transformers, tokenizers, safetensors,
+# tqdm, click, jinja2, numpy, pandas and matplotlib. CACHE_DIR (default /tmp/rprim-gpu-cache,
+# the one scripts/gpu_check.sh uses) keeps the tokenizer and token files between the two.
+# The result folder keeps only small files unless KEEP=1: weights, checkpoints and snapshots
+# are deleted at the end, per-example samples lose their prompts (a few MB are left).
+set -uo pipefail
+PY=${PYTHON:-python3}
 OUT=${OUT_DIR:-/tmp/rprim-gpu-study}
+CACHE=${CACHE_DIR:-/tmp/rprim-gpu-cache}
 STEPS=${STEPS:-}
 KEEP=${KEEP:-0}
 
-if ! $PY -c "import rprim.model_zoo" 2>/dev/null; then
-  $PY -m pip install --no-deps --no-build-isolation -e . >/dev/null
-fi
-# matplotlib draws the figures; a machine without internet can install it from a wheel folder
-# made elsewhere: pip download --only-binary=:all: --python-version 3.12 \
-#   --platform manylinux2014_x86_64 -d wheels matplotlib   (then WHEELS=wheels bash scripts/gpu_study.sh)
-if ! $PY -c "import matplotlib" 2>/dev/null && [ -n "${WHEELS:-}" ]; then
-  $PY -m pip install --no-index --find-links "$WHEELS" matplotlib >/dev/null
-fi
-$PY - <<'PYEOF'
+$PY - <<'PYEOF' || exit 2
 import importlib.util, torch, transformers
 assert torch.cuda.is_available(), "no CUDA device visible"
-missing = [m for m in ("click", "jinja2", "numpy", "tokenizers", "safetensors", "tqdm", "pandas", "matplotlib")
-           if importlib.util.find_spec(m) is None]
-assert not missing, f"missing modules (no internet here): {missing}"
+missing = [m for m in ("rprim", "click", "jinja2", "numpy", "tokenizers", "safetensors", "tqdm", "pandas",
+                       "matplotlib") if importlib.util.find_spec(m) is None]
+assert not missing, f"missing modules: {missing}"
 print(f"torch {torch.__version__}, transformers {transformers.__version__}, {torch.cuda.get_device_name()}")
 PYEOF
 
 cat <<'EOF'
-time budget on one H100 (80 GB), total < 15 min (torch.compile on, the trainer's CUDA default):
-  data (BPE on the stdlib, token file, mix)   ~0.5 min
-  train baseline, gradstack, midas            ~7 min  (52.4M tokens each at ~400k tokens/s; stacking
-                                                      ~0.85x the baseline plus one recompile per stage)
-  evaluate 3 x (3 snapshots + final model)    ~2 min  (5-shot suite: 150 per task per snapshot, 400 final)
-  fine-tune 3 models x 3 seeds x 300 steps    ~3 min  (3 evaluations of 2 x 400 examples per seed)
-  analyses + report                           ~1 min
+time budget on one H100 (80 GB), total < 10 min (torch.compile on, the trainer's CUDA default):
+  data (BPE on the stdlib unless cached, token file, mix)   ~1 min
+  train baseline, gradstack, midas     ~4 min  (39.3M tokens each at >= 40% MFU, stacking at 0.85x
+                                                the baseline's FLOPs; one compile per run)
+  evaluate 3 x (4 snapshots + final)   ~1 min  (5-shot suite: 150 per task per snapshot, 400 final)
+  fine-tune 3 models x 3 seeds         ~2 min  (300 steps; 3 evaluations of 2 x 400 examples each)
+  analyses + report                    ~1 min
 EOF
 
-ARGS=(--preset small --out "$OUT" --corpus stdlib-python)
+ARGS=(--preset small --out "$OUT" --corpus stdlib-python --set "cache_dir=$CACHE")
 if [ -n "$STEPS" ]; then ARGS+=(--steps "$STEPS"); fi
 # shellcheck disable=SC2206
 if [ -n "${EXTRA:-}" ]; then ARGS+=($EXTRA); fi
 START=$(date +%s)
 # progress bars (tqdm, "\r"-updated) are dropped; the study's own lines and the trainer's logs stay
-set +e
 $PY -m rprim study "${ARGS[@]}" 2>&1 | tr '\r' '\n' | grep --line-buffered -v -E '[0-9]+%\|'
 RC=${PIPESTATUS[0]}
-set -e
-if [ "$RC" -ne 0 ]; then echo "== study failed (exit $RC)"; exit "$RC"; fi
 END=$(date +%s)
+if [ "$RC" -ne 0 ]; then echo "== study failed (exit $RC) after $((END - START)) s"; exit "$RC"; fi
 echo "== study wall time: $((END - START)) s"
 sed -n '/^## Accuracy by task group/,/^!\[accuracy/p' "$OUT/report/report.md"
-sed -n '/^## Accuracy against validation loss/,/^!\[loss/p' "$OUT/report/report.md" | head -20
-grep -h "Wall time per part" "$OUT/report/report.md" || true
+sed -n '/^## Accuracy against validation loss/,/^!\[loss/p' "$OUT/report/report.md" | head -30
+grep -h -A12 "Wall time per part" "$OUT/report/report.md" || true
 
 if [ "$KEEP" != "1" ]; then
   for m in baseline gradstack midas; do

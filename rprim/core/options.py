@@ -217,17 +217,43 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def busy_cores(interval: float = 0.2) -> float | None:
+    """How many cores other processes keep busy right now: the machine's non-idle share over
+    ``interval`` seconds (``/proc/stat``) times its core count; None where that cannot be read.
+
+    Sampled now rather than taken from the load average, which still counts work that ended
+    up to a minute ago (the command that ran just before this one, say)."""
+    import time
+
+    def snapshot() -> tuple[int, int]:
+        with open("/proc/stat", encoding="ascii") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        return sum(values), values[3] + (values[4] if len(values) > 4 else 0)  # all, idle+iowait
+
+    try:
+        total0, idle0 = snapshot()
+        time.sleep(interval)
+        total1, idle1 = snapshot()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return (1.0 - (idle1 - idle0) / (total1 - total0)) * (os.cpu_count() or 1)
+
+
 def default_threads() -> int:
     """Threads for torch on CPU: the cores free to this process right now.
 
-    The cores of the affinity mask minus the load other processes put on them (1-minute load
-    average), at least one. On a busy shared machine, more threads than free cores make every
-    matmul wait on the slowest thread (measured: 1 thread twice as fast as 2 on a loaded
-    2-core box).
+    The cores of the affinity mask minus those other processes keep busy (sampled for 0.2 s;
+    the 1-minute load average where that cannot be read), at least one. On a busy shared
+    machine, more threads than free cores make every matmul wait on the slowest thread
+    (measured: 1 thread twice as fast as 2 on a loaded 2-core box).
     """
     cores = available_cores()
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return cores
-    return max(1, min(cores, cores - int(load + 0.5)))
+    busy = busy_cores()
+    if busy is None:
+        try:
+            busy = os.getloadavg()[0]
+        except (AttributeError, OSError):
+            return cores
+    return max(1, min(cores, cores - int(busy + 0.5)))
