@@ -36,31 +36,46 @@ Long runs are safe to interrupt: with ``out``, every finished seed is written to
 ``out/results.json`` at once (atomically, ``complete: false`` until the last seed), and
 ``resume=True`` runs only the missing seeds after checking that the protocol settings, the
 data generator and the model's weights are those of the saved seeds.
+
+This module holds the protocol itself: its settings (:class:`FinetuneConfig`), each seed's
+training and held-out data, one seed's run (:func:`finetune_seed`), and the public
+:func:`finetune` and :func:`table`. Beside it, by what they hold: ``finetune_memory`` (free
+memory, memory per token, micro-batch sizing and slicing), ``finetune_results`` (the per-seed
+record, the results file, the output checks, resuming) and ``finetune_progress`` (the bar with
+an ETA). Their public names are re-exported here, so ``from rprim.evaluators.finetune
+import ...`` reaches every one of them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
-import json
-import os
 import statistics
-import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import rprim.primitives as P
-from rprim.core import (RprimError, atomic_folder, check_output_folder, folder_lock,
-                        parse_batch_size, write_json)
-from rprim.core.files import read_marker
+from rprim.core import RprimError, atomic_folder, folder_lock, parse_batch_size
 from rprim.core.torch_util import OPTIMIZERS, make_optimizer
 
 from .evaluate import ANSWER_MARGIN, evaluate, make_backend, task_names, task_records
+from .finetune_memory import (free_memory, memory_per_token, micro_batch_size, micro_batches,
+                              state_bytes)
+from .finetune_progress import Log, Progress
+from .finetune_results import (EXECUTION, RESULTS_KIND, SAVE_KIND, SeedRun, aggregate,
+                               check_results_folder, check_same_model, check_save_folder,
+                               finished_runs, previous_run, results_of, save_results,
+                               weights_fingerprint)
 
-Log = Callable[[str], None]
+__all__ = [
+    "EXECUTION", "FinetuneConfig", "Log", "Progress", "RESULTS_KIND", "SAVE_KIND", "SeedPlan",
+    "SeedRun", "aggregate", "check_context", "check_results_folder", "check_save_folder",
+    "encode", "eval_records", "finetune", "finetune_seed", "free_memory", "memory_per_token",
+    "micro_batch_size", "micro_batches", "model_context", "previous_run", "results_of",
+    "save_results", "table", "train_step", "training_set", "weights_fingerprint",
+]
 
 
 @dataclass(frozen=True)
@@ -145,17 +160,6 @@ class FinetuneConfig:
                        micro_batch_size=parse_batch_size(self.micro_batch_size, "--micro-batch-size"))
 
 
-@dataclass
-class SeedRun:
-    seed: int
-    train_ids: list[str]
-    curve: list[dict[str, Any]] = field(default_factory=list)  # step, loss, accuracy per task
-    before: dict[str, float] = field(default_factory=dict)      # accuracy before fine-tuning
-    window: dict[str, float] = field(default_factory=dict)      # mean accuracy over the window
-    train_time_s: float = 0.0
-    eval_time_s: float = 0.0
-
-
 # ---------------------------------------------------------------------------------------------
 # data
 
@@ -223,7 +227,7 @@ def encode(tok: Any, records: Sequence[dict[str, Any]]) -> tuple[Any, Any, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# guards: the model's context, memory
+# guard: the model's context (the memory guard is in finetune_memory)
 
 
 def model_context(model: Any, tok: Any) -> int:
@@ -254,84 +258,8 @@ def check_context(tok: Any, context: int, evals: dict[str, list[dict[str, Any]]]
     return total
 
 
-def free_memory(device: Any) -> int:
-    """Bytes this process can still allocate on ``device`` (GPU: free memory; CPU: available
-    RAM, capped by a container's memory limit)."""
-    import torch
-
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    free = []
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                free.append(int(line.split()[1]) * 1024)
-    with contextlib.suppress(OSError, ValueError):
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit != "max":
-            free.append(int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
-    if not free:
-        with contextlib.suppress(AttributeError, ValueError, OSError):
-            free.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
-    return max(0, min(free)) if free else 8 << 30
-
-
-def memory_per_token(config: Any, seq_len: int, width: int = 4) -> int:
-    """Bytes of activations kept for the backward pass per training token (an upper estimate:
-    per layer the attention and MLP inputs and outputs plus the attention weights, and the
-    fp32 logits, their log-softmax and gradient; measured 2.2-2.5 MB per token for SmolLM2-135M
-    in fp32, estimated 2.5 MB)."""
-    cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
-    hidden = getattr(cfg, "hidden_size", None) or getattr(cfg, "n_embd", 1024)
-    layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", 24)
-    heads = getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_head", 16)
-    inter = getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None) or 4 * hidden
-    vocab = getattr(cfg, "vocab_size", 50000)
-    per_layer = 8 * hidden + 5 * inter + 2 * heads * seq_len
-    return int(width * layers * per_layer + 16 * vocab)
-
-
-def micro_batch_size(setting: int | str, rows: int, width: int, per_token: int, state: int,
-                     free: int) -> int:
-    """Training rows per forward pass: ``setting`` if a number, else as many as fit in 60% of
-    the free memory after the trained copy's weights, gradients and optimizer state
-    (``state`` bytes). RprimError when not even one row fits."""
-    if setting != "auto":
-        return min(int(setting), rows)
-    budget = 0.6 * free - state
-    row = width * per_token * 1.25
-    if budget < row:
-        gb = 1 << 30
-        raise RprimError(f"fine-tuning needs about {(state + row) / gb:.1f} GB for one training row "
-                         f"(weights, gradients, optimizer state, activations of {width} tokens) but "
-                         f"only {free / gb:.1f} GB are free; use fewer --shots, a smaller model or a "
-                         "machine with more memory")
-    return max(1, min(rows, int(budget // row)))
-
-
-def _state_bytes(model: Any, optimizer: str) -> int:
-    """The trained copy (fp32), its gradients and the optimizer's state."""
-    n = sum(p.numel() for p in model.parameters())
-    return int(n * 4 * (2 + (2 if optimizer == "adamw" else 0.1)))
-
-
 # ---------------------------------------------------------------------------------------------
 # training
-
-
-def micro_batches(ids: Any, mask: Any, labels: Any, size: int) -> list[tuple[Any, Any, Any, int]]:
-    """(ids, mask, labels, answer tokens) per micro-batch, each cut to its own longest row.
-
-    Rows are right-padded, so dropping padding columns changes no position or result.
-    """
-    out = []
-    for i in range(0, ids.shape[0], size):
-        m = mask[i:i + size]
-        w = int(m.sum(1).max())
-        lab = labels[i:i + size, :w].contiguous()
-        out.append((ids[i:i + size, :w].contiguous(), m[:, :w].contiguous(), lab,
-                    int((lab[:, 1:] != -100).sum())))
-    return out
 
 
 def train_step(model: Any, batches: Sequence[tuple[Any, Any, Any, int]], opt: Any,
@@ -442,254 +370,6 @@ def _guarded_step(model: Any, batches: Sequence[tuple[Any, Any, Any, int]], opt:
 
 
 # ---------------------------------------------------------------------------------------------
-# progress
-
-
-class Progress:
-    """One progress display for the whole run (every seed's steps and evaluations), with an ETA.
-
-    Work is counted in tokens: a training token costs a forward and a backward pass (3 units),
-    an evaluated token one forward pass (1 unit). The seconds per unit are then *measured*
-    separately for training and evaluation, so the estimate corrects itself as soon as both
-    have run once (evaluation, with its decoding, rarely costs exactly a third). On a terminal
-    it is a tqdm bar; in a log file, a plain line every 30 seconds.
-    """
-
-    def __init__(self, enabled: bool, train_units: float = 0.0, eval_units: float = 0.0,
-                 eval_examples: int = 1, seeds: int = 1, steps: int = 1) -> None:
-        self.todo = {"train": train_units, "eval": eval_units}
-        self.done = {"train": 0.0, "eval": 0.0}
-        self.spent = {"train": 0.0, "eval": 0.0}
-        self.per_example = eval_units / max(1, eval_examples)
-        self.seeds, self.steps, self.count, self.seed, self.step = seeds, steps, 0, None, 0
-        self.extra = ""
-        self.enabled = enabled
-        self.start = self._mark = self._shown = time.perf_counter()
-        self.bar = None
-        self.interval = 30.0
-        if enabled and sys.stderr.isatty():
-            from tqdm.auto import tqdm
-
-            self.interval = 0.5
-            self.bar = tqdm(total=1000, file=sys.stderr, dynamic_ncols=True, leave=True,
-                            desc="rprim finetune", mininterval=self.interval,
-                            bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}{postfix}")
-
-    def at(self, seed: int, step: int) -> None:
-        if seed != self.seed:
-            self.count += 1
-            self.seed = seed
-        self.step = step
-
-    def note(self, point: dict[str, Any]) -> None:
-        acc = point.get("accuracy", {})
-        self.extra = f"loss {point['loss']:.3f}, accuracy" + "".join(f" {v:.3f}" for v in acc.values())
-
-    def train_tick(self, tokens: int) -> None:
-        self._add("train", 3.0 * tokens)
-
-    def eval_tick(self, examples: int) -> None:
-        self._add("eval", examples * self.per_example)
-
-    def _add(self, kind: str, units: float) -> None:
-        now = time.perf_counter()
-        self.done[kind] += units
-        self.spent[kind] += now - self._mark
-        self._mark = now
-        if self.enabled and now - self._shown >= self.interval:
-            self._show(now)
-
-    def eta(self) -> float | None:
-        """Seconds left: what is left of each kind of work times its measured rate."""
-        rates = {k: self.spent[k] / self.done[k] for k in self.done if self.done[k] > 0}
-        if not rates:
-            return None
-        prior = min(rates.values())
-        return sum(max(0.0, self.todo[k] - self.done[k]) * rates.get(k, prior) for k in self.todo)
-
-    def _show(self, now: float) -> None:
-        from tqdm import tqdm
-
-        self._shown = now
-        eta = self.eta()
-        spent = sum(self.spent.values())
-        permille = int(1000 * spent / (spent + eta)) if eta is not None and spent + eta > 0 else 0
-        status = (f"seed {self.seed} ({self.count}/{self.seeds}) step {self.step}/{self.steps}"
-                  + (f" · ~{tqdm.format_interval(eta)} left" if eta is not None else "")
-                  + (f" · {self.extra}" if self.extra else ""))
-        if self.bar is None:
-            print(f"rprim finetune {permille / 10:.0f}% · {tqdm.format_interval(now - self.start)} "
-                  f"elapsed · {status}", file=sys.stderr, flush=True)
-            return
-        self.bar.n = permille
-        self.bar.set_postfix_str(status, refresh=False)
-        self.bar.refresh()
-
-    def write(self, log: Log, message: str) -> None:
-        """Print ``message`` through ``log`` without breaking the bar."""
-        if self.bar is None:
-            log(message)
-            return
-        with self.bar.external_write_mode(file=sys.stderr):
-            log(message)
-
-    def close(self, finished: bool) -> None:
-        if finished and self.enabled:
-            from tqdm import tqdm
-
-            done = f"{self.seeds} seed(s) done"
-            if self.bar is None:
-                print(f"rprim finetune 100% · {tqdm.format_interval(time.perf_counter() - self.start)} "
-                      f"· {done}", file=sys.stderr, flush=True)
-            else:
-                self.bar.n = 1000
-                self.bar.set_postfix_str(done, refresh=False)
-        if self.bar is not None:
-            self.bar.close()
-
-
-# ---------------------------------------------------------------------------------------------
-# results, resume
-
-RESULTS_KIND = "finetune"
-SAVE_KIND = "finetune-model"
-# settings that may differ between a run and its resume: which seeds, and batch sizes (these
-# change only how the work is split, not what is computed)
-EXECUTION = ("seeds", "batch_size", "micro_batch_size")
-
-
-def aggregate(runs: Sequence[SeedRun], tasks: Sequence[str]) -> dict[str, Any]:
-    """Mean and standard deviation over seeds, per task and over the tasks' mean."""
-    def stats(values: list[float]) -> dict[str, float]:
-        return {"mean": statistics.fmean(values),
-                "std": statistics.stdev(values) if len(values) > 1 else 0.0}
-
-    per_run_mean = [statistics.fmean(r.window[t] for t in tasks) for r in runs]
-    return {"overall": stats(per_run_mean),
-            "per_task": {t: stats([r.window[t] for r in runs]) for t in tasks}}
-
-
-def weights_fingerprint(model: Any) -> str:
-    """16 hex digits over every parameter's name, shape and 256 evenly spaced values (as
-    float32): any training changes it; the device and dtype it is loaded in do not."""
-    import torch
-
-    h = hashlib.sha256()
-    for name, p in model.named_parameters():
-        flat = p.detach().reshape(-1)
-        idx = torch.linspace(0, flat.numel() - 1, min(flat.numel(), 256), dtype=torch.float64).long()
-        h.update(f"{name}{tuple(p.shape)}".encode())
-        h.update(flat[idx.to(flat.device)].float().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def results_of(cfg: FinetuneConfig, model: dict[str, Any], runs: dict[int, SeedRun],
-               wall: float, micro: int | None) -> dict[str, Any]:
-    """The results dict over the finished seeds (in the order of ``cfg.seeds``)."""
-    from rprim import __version__
-
-    done = [runs[s] for s in cfg.seeds if s in runs]
-    return {"config": asdict(cfg), "model": model, "rprim_version": __version__,
-            "generator_version": P.GENERATOR_VERSION,
-            "complete": len(done) == len(cfg.seeds), "seeds_done": [r.seed for r in done],
-            "micro_batch_size": micro, "wall_time_s": round(wall, 3),
-            "train_time_s": round(sum(r.train_time_s for r in done), 3),
-            "eval_time_s": round(sum(r.eval_time_s for r in done), 3),
-            "aggregate": aggregate(done, cfg.tasks) if done else None,
-            "runs": [asdict(r) for r in done]}
-
-
-def check_results_folder(out: str | Path) -> Path:
-    """The checks made before any fine-tuning: ``out`` can hold the results."""
-    return check_output_folder(out, RESULTS_KIND, legacy=("results.json",))
-
-
-def check_save_folder(save: str | Path, out: str | Path | None = None) -> Path:
-    """The checks made before any fine-tuning: ``save`` can hold one model folder per seed."""
-    path = Path(save).expanduser()
-    if out is not None and path.absolute() == Path(out).expanduser().absolute():
-        raise RprimError(f"--save and --out are the same folder ({save}); give the models their own "
-                         f"folder, e.g. --save {path.name}-models")
-    ours = tuple(p.name for p in path.glob("seed-*")
-                 if p.is_dir() and (read_marker(p) or {}).get("kind") == SAVE_KIND) if path.is_dir() else ()
-    return check_output_folder(path, "fine-tuned models", flag="--save", legacy=ours)
-
-
-def save_results(results: dict[str, Any], out: str | Path) -> Path:
-    """``out/results.json``, written atomically (other files in ``out`` are kept)."""
-    with atomic_folder(check_results_folder(out), kind=RESULTS_KIND) as tmp:
-        write_json(tmp / "results.json", results)
-    return Path(out) / "results.json"
-
-
-def _read_results(out: str | Path) -> dict[str, Any] | None:
-    path = Path(out).expanduser() / "results.json"
-    if not path.is_file():
-        return None
-    try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(old, dict) or not isinstance(old.get("config"), dict) \
-                or not isinstance(old.get("runs"), list):
-            raise ValueError
-    except (OSError, ValueError):
-        raise RprimError(f"{path} is not an rprim finetune results file; pass a new --out") from None
-    return old
-
-
-def _check_same_settings(old: dict[str, Any], cfg: FinetuneConfig, out: str | Path) -> None:
-    now = json.loads(json.dumps(asdict(cfg)))
-    for key, value in now.items():
-        if key not in EXECUTION and old["config"].get(key) != value:
-            raise RprimError(f"cannot resume the run in {out}: --{key.replace('_', '-')} was "
-                             f"{old['config'].get(key)!r} there and is {value!r} now; pass the same "
-                             "settings, or a new --out to start over")
-    if old.get("generator_version") != P.GENERATOR_VERSION:
-        raise RprimError(f"cannot resume the run in {out}: its data came from task generator version "
-                         f"{old.get('generator_version')}, this rprim has {P.GENERATOR_VERSION}; "
-                         "pass a new --out to start over")
-
-
-def previous_run(out: str | Path | None, cfg: FinetuneConfig, resume: bool) -> dict[str, Any] | None:
-    """The saved run in ``out`` to continue (``resume``), checked against ``cfg``; None to start.
-
-    An interrupted run is never silently replaced: without ``resume`` it is an error.
-    """
-    if out is None:
-        if resume:
-            raise RprimError("--resume needs --out DIR, the folder of the run to continue")
-        return None
-    old = _read_results(out)
-    if not resume:
-        if old is not None and not old.get("complete", True):
-            raise RprimError(f"{out} holds an interrupted run ({len(old['runs'])} of "
-                             f"{len(old['config']['seeds'])} seeds done); pass "
-                             "--resume to continue it, or a new --out to start over")
-        return None
-    if old is None:
-        raise RprimError(f"nothing to resume in {out} (no results.json); drop --resume to start a run")
-    _check_same_settings(old, cfg, out)
-    extra = sorted(set(r["seed"] for r in old["runs"]) - set(cfg.seeds))
-    if extra:
-        raise RprimError(f"the run in {out} has finished seeds {extra} that this run leaves out; "
-                         f"pass --seeds {max(extra) + 1} or more")
-    return old
-
-
-def _check_same_model(old: dict[str, Any], model: dict[str, Any], out: str | Path) -> None:
-    was = (old.get("model") or {}).get("weights")
-    if was != model["weights"]:
-        raise RprimError(f"cannot resume the run in {out}: its seeds were fine-tuned from another model "
-                         f"(weights {was}, this one {model['weights']}); pass the same --model, or a "
-                         "new --out to start over")
-
-
-def _runs_of(old: dict[str, Any] | None) -> dict[int, SeedRun]:
-    names = set(SeedRun.__dataclass_fields__)
-    return {r["seed"]: SeedRun(**{k: v for k, v in r.items() if k in names})
-            for r in (old or {}).get("runs", [])}
-
-
-# ---------------------------------------------------------------------------------------------
 # the protocol
 
 
@@ -702,7 +382,7 @@ def _prepare(base: Any, tok: Any, cfg: FinetuneConfig, data: dict[int, list[dict
     eval_tokens = check_context(tok, model_context(base, tok), evals, width)
     device = next(base.parameters()).device
     micro = micro_batch_size(cfg.micro_batch_size, cfg.examples, width,
-                             memory_per_token(base.config, width), _state_bytes(base, cfg.optimizer),
+                             memory_per_token(base.config, width), state_bytes(base, cfg.optimizer),
                              free_memory(device))
     plans = [SeedPlan(s, data[s], encoded[s], micro) for s in data]
     train_units = cfg.steps * sum(3.0 * int(e[1].sum()) for e in encoded.values())
@@ -765,7 +445,7 @@ def finetune(model: Any, cfg: FinetuneConfig = FinetuneConfig(), tokenizer: Any 
         check_results_folder(out)
     if save is not None:
         check_save_folder(save, out)
-    runs = _runs_of(old)
+    runs = finished_runs(old)
     todo = [s for s in cfg.seeds if s not in runs]
     if old is not None and not todo:
         log(f"the run in {out} is complete ({len(runs)} seeds); nothing to do")
@@ -782,7 +462,7 @@ def finetune(model: Any, cfg: FinetuneConfig = FinetuneConfig(), tokenizer: Any 
             raise RprimError("the model has no causal-LM head to fine-tune; pass a *ForCausalLM model")
         info = {**engine.describe(), "weights": weights_fingerprint(base)}
         if old is not None:
-            _check_same_model(old, info, out)
+            check_same_model(old, info, out)
         plans, bar = _prepare(base, tok, cfg, data, evals, progress)
         bar.write(log, _plan_line(cfg, plans, evals, out))
         return _run_seeds(base, tok, cfg, plans, bar, info, runs, (old or {}).get("wall_time_s", 0.0),

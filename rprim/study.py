@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rprim.core import RprimError, atomic_folder, check_output_folder, folder_lock, write_json
+from rprim.core.progress import Rates
 
 STUDY_KIND = "study"
 STUDY_FILE = "study.json"
@@ -448,21 +449,16 @@ def plan_parts(s: StudySettings, timings: dict[str, float]) -> list[Part]:
 
 class Progress:
     """Part headers with elapsed time and an ETA: each kind of part has a rate (seconds per
-    unit), a prior from the preset until a part of that kind has been timed here."""
+    unit), a prior from the preset until a part of that kind has been timed here (1 s per
+    unit for a kind the preset has no prior for)."""
 
     def __init__(self, parts: list[Part], rates: dict[str, float], log: Callable[[str], None]):
-        self.parts, self.rates, self.log = parts, dict(rates), log
+        self.parts, self.log = parts, log
+        self.rates = Rates(rates)
         self.start = time.perf_counter()
-        self.measured: dict[str, tuple[float, float]] = {}
-
-    def rate(self, kind: str) -> float:
-        if kind in self.measured:
-            secs, units = self.measured[kind]
-            return secs / units if units else 0.0
-        return self.rates.get(kind, 1.0)
 
     def left(self, index: int) -> float:
-        return sum(p.units * self.rate(p.kind) for p in self.parts[index:])
+        return self.rates.left(((p.kind, p.units) for p in self.parts[index:]), unknown=1.0)
 
     def begin(self, index: int, part: Part) -> None:
         elapsed = time.perf_counter() - self.start
@@ -470,8 +466,7 @@ class Progress:
                  f"about {_clock(self.left(index))} left")
 
     def end(self, part: Part, seconds: float) -> None:
-        secs, units = self.measured.get(part.kind, (0.0, 0.0))
-        self.measured[part.kind] = (secs + seconds, units + part.units)
+        self.rates.add(part.kind, seconds, part.units)
 
 
 def _clock(seconds: float) -> str:

@@ -188,3 +188,32 @@ def test_output_file_check_refuses_devices_and_fifos(tmp_path):
         with pytest.raises(RprimError, match="not a regular file"):
             check_output_file(path)
     assert os.path.exists("/dev/null") and not Path("/dev/null").is_file()
+
+
+def test_rates_measure_each_kind_of_work_apart_and_fall_back_to_priors():
+    """The ETA of fine-tuning and of a study: a kind's measured rate replaces its prior; a kind
+    with neither costs what the caller says (the fastest known rate, or a fixed guess)."""
+    from rprim.core.progress import Rates
+
+    r = Rates()
+    assert r.rate("train") is None and r.fastest() is None
+    r.add("train", 15.0, 150.0)
+    r.add("eval", 3.0, 0.0)  # time without work measures nothing
+    assert r.rate("train") == pytest.approx(0.1) and r.rate("eval") is None
+    assert r.fastest() == pytest.approx(0.1)
+    assert r.left([("train", 150.0), ("eval", 100.0)], unknown=r.fastest()) == pytest.approx(25.0)
+    r.add("eval", 7.0, 50.0)  # 10 s for 50 units: now measured, at its own rate
+    assert r.left([("train", 150.0), ("eval", 50.0)], unknown=1.0) == pytest.approx(15.0 + 10.0)
+
+    s = Rates({"train": 2.0, "report": 8.0})
+    assert s.fastest() == 2.0 and s.left([("train", 3), ("analysis", 1)], unknown=1.0) == 7.0
+    s.add("train", 1.0, 4)  # measured: the prior no longer counts
+    assert s.rate("train") == 0.25 and s.rate("report") == 8.0 and s.fastest() == 0.25
+    assert s.left([], unknown=1.0) == 0.0
+
+
+def test_progress_core_imports_nothing_heavy():
+    code = ("import sys, rprim.core.progress; "
+            "print(sorted(m for m in ('torch', 'tqdm', 'transformers', 'numpy') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr

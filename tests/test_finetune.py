@@ -367,9 +367,9 @@ def test_results_file_saved_weights_and_progress(model_dir, tmp_path):
 def test_progress_eta_uses_the_measured_rate_of_each_kind_of_work():
     p = F.Progress(False, train_units=300.0, eval_units=100.0)
     assert p.eta() is None
-    p.done, p.spent = {"train": 150.0, "eval": 0.0}, {"train": 15.0, "eval": 0.0}
+    p.rates.add("train", 15.0, 150.0)  # 150 units done in 15 s
     assert p.eta() == pytest.approx(150 * 0.1 + 100 * 0.1)  # evaluation not measured yet
-    p.done, p.spent = {"train": 150.0, "eval": 50.0}, {"train": 15.0, "eval": 10.0}
+    p.rates.add("eval", 10.0, 50.0)
     assert p.eta() == pytest.approx(150 * 0.1 + 50 * 0.2)
 
 

@@ -6,6 +6,7 @@
 - ``options``  parsing of command-line values typed by a dataclass's fields (``-p``, ``--set``),
                dtype / device / batch-size / thread-count spellings
 - ``torch_util`` what needs torch (imported lazily): dtypes, devices, the optimizer factory
+- ``progress`` the time left of long work: seconds per unit measured per kind of work
 
 This layer imports nothing else of rprim and no heavy library at import time, so
 ``rprim.primitives`` (data only, no torch) can build on it.
