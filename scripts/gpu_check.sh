@@ -8,7 +8,8 @@
 # torch with CUDA, transformers, tokenizers, safetensors, tqdm, click, jinja2, numpy, pandas,
 # matplotlib (no internet). Results go to $OUT_DIR (default /tmp/rprim-gpu-check): the summary
 # lines are also written to $OUT_DIR/summary.txt. Settings: STEPS (default 300), PYTHON,
-# CACHE_DIR (default /tmp/rprim-gpu-cache: tokenizer and token files, shared with gpu_study.sh).
+# CACHE_DIR (default /tmp/rprim-gpu-cache: tokenizer and token files, shared with gpu_study.sh),
+# TESTS (what pytest runs; default the whole suite).
 # DRY=1 runs the same logic on the CPU with the tiny preset, to check the script itself.
 set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,6 +18,7 @@ OUT=${OUT_DIR:-/tmp/rprim-gpu-check}
 CACHE=${CACHE_DIR:-/tmp/rprim-gpu-cache}
 STEPS=${STEPS:-300}
 DRY=${DRY:-0}
+TESTS=${TESTS:-$REPO/tests}
 mkdir -p "$OUT"
 SUMMARY="$OUT/summary.txt"
 : > "$SUMMARY"
@@ -29,7 +31,8 @@ if ! $PY -c "import rprim.model_zoo, rprim.evaluators" 2>/dev/null; then
   exit 2
 fi
 if [ "$DRY" = "1" ]; then
-  PRESET=tiny; DEV="--set device=cpu --set max_corpus_bytes=600000"; EAGER_STEPS=$((STEPS / 2))
+  PRESET=tiny; DEV="--set device=cpu --set max_corpus_bytes=600000 --set seq_len=512"
+  EAGER_STEPS=$((STEPS / 2))
   EVAL_N=30; EVAL_DEV=cpu
 else
   PRESET=small; DEV=""; EAGER_STEPS=$((STEPS / 2)); EVAL_N=1000; EVAL_DEV=cuda
@@ -46,7 +49,11 @@ print(f"rprim {rprim.__version__} from {rprim.__file__}; torch {torch.__version_
 EOF
 
 # ---- 1. trainer: default (compile on CUDA), eager, and MIDAS PROP-2 on the same tokens -------
-COMMON=(--preset "$PRESET" --corpus stdlib-python --cache-dir "$CACHE" --overwrite --quiet
+# The mix (solved primitives from the train split) teaches the models the suite's format, so the
+# evaluator below meets a model that answers and ends its line (fast path) as well as wrong
+# answers (decoding); it changes the data, not the speed of a step.
+MIX=varassign:0.3,copying:0.05,psm:0.05,arithmetic:0.05
+COMMON=(--preset "$PRESET" --corpus stdlib-python --cache-dir "$CACHE" --overwrite --quiet --mix "$MIX"
         --set eval_every=100000 --set ckpt_every=100000 --set log_every=10)
 # shellcheck disable=SC2206
 [ -n "$DEV" ] && COMMON+=($DEV)
@@ -74,18 +81,25 @@ print(f"MIDAS/baseline train time {r:.3f} vs FLOP ratio {R:.3f} (with head; {s['
       f"without): measured/theory {r / R:.3f} (goal within 5%)")
 EOF
 
-# ---- 2. evaluator vs its floor, on the trained baseline model ---------------------------------
-stamp "evaluator: decode path (task targets) and fast path (own answers) vs the floor"
+# ---- 2. evaluator vs its floor: the trained model (answers in format: fast path for its own
+#      answers, short decodes for wrong ones) and an untrained one (never stops: every row is
+#      decoded to the answer budget) --------------------------------------------------------
+TASKS=varassign-code-d0,varassign-code-d1,varassign-code-d2,copying-random
+stamp "evaluator on the trained baseline: task targets and its own answers, vs the floor"
 $PY "$REPO/benchmarks/bench_eval.py" --model "$OUT/baseline" --device "$EVAL_DEV" --threads 8 \
-    --n "$EVAL_N" --shots 1 --tasks varassign-code-d0,varassign-code-d1,varassign-code-d2,copying-random \
-    --modes task,self --plain-n 5 2>&1 | tee "$OUT/bench_eval.txt"
-grep -E "^\[|rprim|floor|plain" "$OUT/bench_eval.txt" | grep -iE "floor|plain|ex/s" >> "$SUMMARY"
+    --n "$EVAL_N" --shots 1 --tasks "$TASKS" --modes task,self --plain-n 5 2>&1 | tee "$OUT/bench_eval.txt"
+RANDOM_MODEL=random-small; [ "$DRY" = "1" ] && RANDOM_MODEL=random-tiny
+stamp "evaluator on an untrained $RANDOM_MODEL (never stops), vs the floor"
+$PY "$REPO/benchmarks/bench_eval.py" --model "$RANDOM_MODEL" --device "$EVAL_DEV" --threads 8 \
+    --n "$EVAL_N" --shots 1 --tasks "$TASKS" --modes task --plain-n 5 2>&1 | tee -a "$OUT/bench_eval.txt"
+grep -E "^\[|rprim/floor|plain generate" "$OUT/bench_eval.txt" >> "$SUMMARY"
 
 # ---- 3. the test suite, GPU visible ----------------------------------------------------------
 stamp "pytest (CUDA tests included where a GPU is visible)"
 XDIST=()
-if $PY -c "import xdist" 2>/dev/null; then XDIST=(-n 8); fi
-(cd "$OUT" && $PY -m pytest -q -p no:cacheprovider "${XDIST[@]}" "$REPO/tests" 2>&1) | tee "$OUT/pytest.txt" | tail -25
+if $PY -c "import xdist" 2>/dev/null; then XDIST=(-n 8 --dist loadfile); fi
+# shellcheck disable=SC2086
+(cd "$OUT" && $PY -m pytest -q -p no:cacheprovider "${XDIST[@]}" $TESTS 2>&1) | tee "$OUT/pytest.txt" | tail -25
 say "pytest: $(grep -E '^[0-9]+ (passed|failed)|passed|failed' "$OUT/pytest.txt" | tail -1)"
 stamp "done"
 echo "== summary ($SUMMARY)"
