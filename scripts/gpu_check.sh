@@ -92,7 +92,7 @@ RANDOM_MODEL=random-small; [ "$DRY" = "1" ] && RANDOM_MODEL=random-tiny
 stamp "evaluator on an untrained $RANDOM_MODEL (never stops), vs the floor"
 $PY "$REPO/benchmarks/bench_eval.py" --model "$RANDOM_MODEL" --device "$EVAL_DEV" --threads 8 \
     --n "$EVAL_N" --shots 1 --tasks "$TASKS" --modes task --plain-n 5 2>&1 | tee -a "$OUT/bench_eval.txt"
-grep -E "^\[|rprim/floor|plain generate" "$OUT/bench_eval.txt" >> "$SUMMARY"
+grep -E "^\[|rprim/floor|floor \(one|plain generate" "$OUT/bench_eval.txt" >> "$SUMMARY"
 
 # ---- 3. the test suite, GPU visible ----------------------------------------------------------
 stamp "pytest (CUDA tests included where a GPU is visible)"
