@@ -72,7 +72,8 @@ def init(device_pref: str = "auto") -> Dist:
     local = int(os.environ.get("LOCAL_RANK", "0"))
     device = _device(device_pref, local, world)
     if device.startswith("cuda"):
-        torch.cuda.set_device(device)
+        device = device if ":" in device else "cuda:0"  # torch 2.11 wants an index here
+        torch.cuda.set_device(torch.device(device))
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo",
                                              rank=rank, world_size=world)
@@ -206,16 +207,32 @@ class Sharded(Parallel):
 
     sharded = True
 
+    def __init__(self, dist: Dist):
+        super().__init__(dist)
+        self._mesh = None
+
     def prepare(self, root):
         from torch.distributed.fsdp import FSDPModule, fully_shard
 
         if isinstance(root, FSDPModule):
             return root
+        mesh = self.mesh()
         for layer in root.lm.model.layers:
             if not isinstance(layer, FSDPModule):
-                fully_shard(layer)
-        fully_shard(root)
+                fully_shard(layer, mesh=mesh)
+        fully_shard(root, mesh=mesh)
         return root
+
+    def mesh(self):
+        """The ranks as a 1-D device mesh on the run's device type. Named explicitly: FSDP's
+        default mesh takes CUDA whenever a GPU is visible, so ranks pinned to the CPU (gloo)
+        on a one-GPU machine would each try ``cuda:LOCAL_RANK`` ("invalid device ordinal")."""
+        from torch.distributed.device_mesh import init_device_mesh
+
+        if self._mesh is None:
+            kind = "cuda" if self.dist.device.startswith("cuda") else "cpu"
+            self._mesh = init_device_mesh(kind, (self.dist.world,))
+        return self._mesh
 
     def sync(self, step_module, last_micro_step: bool):
         step_module.set_requires_gradient_sync(last_micro_step)
