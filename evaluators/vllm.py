@@ -45,10 +45,11 @@ def require() -> None:
 
 
 def on_gpu() -> bool:
+    """Whether ``auto`` means a GPU here (``RPRIM_DEVICE`` respected)."""
     try:
-        import torch
+        from rprim.core.torch_util import auto_device
 
-        return torch.cuda.is_available()
+        return auto_device().startswith("cuda")
     except ImportError:
         return False
 

@@ -517,5 +517,7 @@ def _set_threads(threads: int | None) -> None:
 
     from rprim.core import default_threads
 
-    if not torch.cuda.is_available():
+    from rprim.core.torch_util import auto_device
+
+    if auto_device() == "cpu":
         torch.set_num_threads(threads or default_threads())

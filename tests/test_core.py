@@ -217,3 +217,16 @@ def test_progress_core_imports_nothing_heavy():
             "print(sorted(m for m in ('torch', 'tqdm', 'transformers', 'numpy') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr
+
+
+def test_rprim_device_sets_what_auto_means(monkeypatch):
+    pytest.importorskip("torch")
+    from rprim.core.torch_util import resolve_device
+
+    monkeypatch.setenv("RPRIM_DEVICE", "cpu")
+    assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
+    monkeypatch.setenv("RPRIM_DEVICE", "tpu")
+    with pytest.raises(RprimError, match="RPRIM_DEVICE"):
+        resolve_device("auto")
+    monkeypatch.setenv("RPRIM_DEVICE", "auto")
+    assert resolve_device("auto") in ("cpu", "cuda")

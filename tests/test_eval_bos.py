@@ -14,7 +14,7 @@ from rprim.evaluators import evaluate  # noqa: E402
 from rprim.evaluators.backend import Request  # noqa: E402
 from rprim.evaluators.hf import HFBackend, plain_greedy  # noqa: E402
 from rprim.evaluators.tokens import decide_bos, encode  # noqa: E402
-from tests.test_eval_helpers import tiny_model, tokenizer, trained  # noqa: E402
+from test_eval_helpers import tiny_model, tokenizer, trained  # noqa: E402
 
 
 class _Cfg:

@@ -13,7 +13,7 @@ from click.testing import CliRunner  # noqa: E402
 import rprim.primitives as P  # noqa: E402
 from rprim.cli import main  # noqa: E402
 from rprim.cli_eval import eval_command  # noqa: E402
-from tests.test_eval_helpers import tiny_model, tokenizer, trained  # noqa: E402
+from test_eval_helpers import tiny_model, tokenizer, trained  # noqa: E402
 
 
 @pytest.fixture(scope="module")

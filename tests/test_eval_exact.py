@@ -15,7 +15,7 @@ from rprim.evaluators import evaluate  # noqa: E402
 from rprim.evaluators.backend import Request  # noqa: E402
 from rprim.evaluators.hf import HFBackend, plain_greedy  # noqa: E402
 from rprim.evaluators.scoring import prediction  # noqa: E402
-from tests.test_eval_helpers import trained  # noqa: E402
+from test_eval_helpers import trained  # noqa: E402
 
 TASKS = ["varassign-code-d0", "arithmetic", "psm-calc", "copying-words"]
 MAX_NEW = 10

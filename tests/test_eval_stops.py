@@ -14,7 +14,7 @@ import rprim.primitives as P  # noqa: E402
 from rprim.evaluators.backend import Request  # noqa: E402
 from rprim.evaluators.hf import HFBackend, expand_cache, plain_greedy  # noqa: E402
 from rprim.evaluators.tokens import REPLACEMENT, stop_table  # noqa: E402
-from tests.test_eval_helpers import tiny_model, tokenizer, trained  # noqa: E402
+from test_eval_helpers import tiny_model, tokenizer, trained  # noqa: E402
 
 KINDS = ["bpe", "merge", "sp"]
 

@@ -172,6 +172,7 @@ def test_unusable_places_and_devices_fail_first(cache, tmp_path):
 def test_torchrun_with_more_ranks_than_gpus_is_one_line(monkeypatch):
     from rprim.model_zoo import distributed as D
 
+    monkeypatch.delenv("RPRIM_DEVICE", raising=False)  # auto as on a real one-GPU machine
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(RprimError, match=r"--nproc-per-node 1.*--set device=cpu"):

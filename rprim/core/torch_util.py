@@ -6,6 +6,7 @@ The evaluator, the fine-tuning protocol and the trainer all call these, so ``--d
 
 from __future__ import annotations
 
+import os
 from typing import Any, Iterable
 
 from .errors import RprimError
@@ -26,14 +27,23 @@ def torch_dtype(name: str, device: str) -> Any:
     return getattr(torch, name)
 
 
+def auto_device() -> str:
+    """What ``--device auto`` means here (see :func:`resolve_device`)."""
+    return resolve_device("auto")
+
+
 def resolve_device(spec: str, flag: str = "--device") -> str:
-    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; an explicit device must exist
-    here (a one-line error names what is visible instead)."""
+    """``auto`` -> ``$RPRIM_DEVICE`` when set (``RPRIM_DEVICE=cpu`` keeps every rprim command on
+    the CPU of a GPU machine), else ``cuda`` when a GPU is visible, else ``cpu``. An explicit
+    device must exist here (a one-line error names what is visible instead)."""
     import torch
 
     spec = parse_device(spec, flag)
     if spec == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        env = os.environ.get("RPRIM_DEVICE", "").strip()
+        if not env or env.lower() == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        spec, flag = parse_device(env, "RPRIM_DEVICE"), "RPRIM_DEVICE="
     if spec.startswith("cuda"):
         if not torch.cuda.is_available():
             why = "torch was built without CUDA" if torch.version.cuda is None else "no GPU is visible"
