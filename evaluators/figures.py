@@ -62,7 +62,7 @@ def gain_bars(groups: Sequence[str], gains: Mapping[str, Sequence[float]],
     models = list(gains)
     width = 0.8 / max(1, len(models))
     for j, model in enumerate(models):
-        xs = [i - 0.4 + width * (j + 0.5) for i in range(len(groups))]
+        xs = _bar_xs(len(groups), width, j)
         ys = [100 * g if g is not None and math.isfinite(g) else 0.0 for g in gains[model]]
         ax.bar(xs, ys, width, label=model, color=color(model, j), gid=f"gain:{model}")
         if errors is None:
@@ -81,6 +81,11 @@ def gain_bars(groups: Sequence[str], gains: Mapping[str, Sequence[float]],
     return fig
 
 
+def _bar_xs(n_groups: int, width: float, j: int) -> list[float]:
+    """x positions of model j's bars, side by side within each group's unit-wide slot."""
+    return [i - 0.4 + width * (j + 0.5) for i in range(n_groups)]
+
+
 def _finite(*values: Any) -> bool:
     return all(v is not None and math.isfinite(v) for v in values)
 
@@ -94,7 +99,7 @@ def accuracy_bars(groups: Sequence[str], acc: Mapping[str, Sequence[float]],
     models = list(acc)
     width = 0.8 / max(1, len(models))
     for j, model in enumerate(models):
-        xs = [i - 0.4 + width * (j + 0.5) for i in range(len(groups))]
+        xs = _bar_xs(len(groups), width, j)
         ys = [a if _finite(a) else 0.0 for a in acc[model]]
         lo = [max(0.0, a - c[0]) if _finite(a, *c) else 0.0 for a, c in zip(acc[model], ci[model])]
         hi = [max(0.0, c[1] - a) if _finite(a, *c) else 0.0 for a, c in zip(acc[model], ci[model])]
