@@ -87,11 +87,11 @@ EOF
 TASKS=varassign-code-d0,varassign-code-d1,varassign-code-d2,copying-random
 stamp "evaluator on the trained baseline: task targets and its own answers, vs the floor"
 $PY "$REPO/benchmarks/bench_eval.py" --model "$OUT/baseline" --device "$EVAL_DEV" --threads 8 \
-    --n "$EVAL_N" --shots 1 --tasks "$TASKS" --modes task,self --plain-n 5 2>&1 | tee "$OUT/bench_eval.txt"
+    --n "$EVAL_N" --shots 1 --tasks "$TASKS" --modes task,self --plain-n 5 --repeat 3 2>&1 | tee "$OUT/bench_eval.txt"
 RANDOM_MODEL=random-small; [ "$DRY" = "1" ] && RANDOM_MODEL=random-tiny
 stamp "evaluator on an untrained $RANDOM_MODEL (never stops), vs the floor"
 $PY "$REPO/benchmarks/bench_eval.py" --model "$RANDOM_MODEL" --device "$EVAL_DEV" --threads 8 \
-    --n "$EVAL_N" --shots 1 --tasks "$TASKS" --modes task --plain-n 5 2>&1 | tee -a "$OUT/bench_eval.txt"
+    --n "$EVAL_N" --shots 1 --tasks "$TASKS" --modes task --plain-n 5 --repeat 3 2>&1 | tee -a "$OUT/bench_eval.txt"
 grep -E "^\[|rprim/floor|floor \(one|plain generate" "$OUT/bench_eval.txt" >> "$SUMMARY"
 
 # ---- 3. the test suite, GPU visible ----------------------------------------------------------

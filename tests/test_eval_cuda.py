@@ -2,8 +2,11 @@
 
 Marked ``cuda``: skipped where no GPU is visible (tests/conftest.py). fp32 (with TF32 off, as
 fp32 means) must match example by example, on a trained model (fast path) and an untrained one
-(decode path). In bf16, kernels for a batch of rows round differently from kernels for one
-row, so a near-tie between the two best tokens can flip: there rprim and ``generate`` (both
+(decode path), except where greedy itself is a coin toss: a GPU picks different kernels for a
+batch of rows than for one row, and they round differently, so where the two best tokens of
+``generate``'s own chain are within ``TIE`` of each other (an untrained model has such near-ties
+in most answers) the other token may win. A difference anywhere else fails, and says how far
+apart the two best tokens were. In bf16 the rounding is coarser: rprim and ``generate`` (both
 bf16) must agree on at least 90% of the examples.
 """
 
@@ -16,9 +19,11 @@ import rprim.primitives as P  # noqa: E402
 from rprim.evaluators import evaluate  # noqa: E402
 from rprim.evaluators.backend import Request  # noqa: E402
 from rprim.evaluators.hf import HFBackend, plain_greedy  # noqa: E402
+from rprim.evaluators.tokens import decide_bos, encode  # noqa: E402
 from test_eval_helpers import corpus, tiny_model, tokenizer  # noqa: E402
 
 pytestmark = pytest.mark.cuda
+TIE = 1e-3  # logit gap between greedy's two best tokens under which fp32 kernels may disagree
 TASKS = ["varassign-code-d0", "arithmetic", "psm-calc", "copying-words"]
 
 
@@ -66,6 +71,30 @@ def _self_targets(model, tok, reqs, budget):
     return [Request(r.prompt, s, r.until) for r, s in zip(reqs, said)], said
 
 
+def _closest_call(model, tok, prompt: str, budget: int) -> float:
+    """The smallest gap between the two best logits along greedy's chain after ``prompt`` (one
+    row, no cache, float64 comparison): how close greedy came to picking another token."""
+    bos = decide_bos(tok, model.config)
+    ids = encode(tok, [prompt], bos.token_id if bos.add else None)[0]
+    gaps = []
+    with torch.no_grad():
+        for _ in range(budget):
+            top = model(torch.tensor([ids], device=model.device)).logits[0, -1].double().topk(2)
+            gaps.append(float(top.values[0] - top.values[1]))
+            ids.append(int(top.indices[0]))
+    return min(gaps)
+
+
+def _same_but_near_ties(model, tok, reqs, got: list[str], want: list[str], budget: int = 10) -> None:
+    """``got == want``, except rows where greedy's chain holds a near-tie (module doc)."""
+    off = [(r, a, b) for r, a, b in zip(reqs, got, want) if a != b]
+    assert len(off) <= len(reqs) // 10, f"{len(off)} of {len(reqs)} rows differ: {off[:3]}"
+    for r, a, b in off:
+        gap = _closest_call(model, tok, r.prompt, budget)
+        assert gap < TIE, (f"rprim {a!r} but generate {b!r} after ...{r.prompt[-30:]!r}, where greedy's "
+                           f"two best tokens are never closer than {gap:.1e}: not a rounding tie")
+
+
 def test_fast_and_decode_paths_match_generate_on_cuda_fp32(models):
     tok, trained, untrained = models
     reqs = _requests()
@@ -73,11 +102,12 @@ def test_fast_and_decode_paths_match_generate_on_cuda_fp32(models):
         ref = [plain_greedy(model, tok, r.prompt, r.until, 10) for r in reqs]
         be = HFBackend(model, tok, batch_size="auto")
         assert be.device.type == "cuda"
-        assert [g.text for g in be.greedy(reqs, 10)] == ref
-        assert [g.text for g in HFBackend(model, tok, batch_size=5).greedy(reqs, 10)] == ref
+        _same_but_near_ties(model, tok, reqs, [g.text for g in be.greedy(reqs, 10)], ref)
+        got = [g.text for g in HFBackend(model, tok, batch_size=5).greedy(reqs, 10)]
+        _same_but_near_ties(model, tok, reqs, got, ref)
         own, said = _self_targets(model, tok, reqs[::2], 10)
         be = HFBackend(model, tok, batch_size=7)
-        assert [g.text for g in be.greedy(own, 10)] == said
+        _same_but_near_ties(model, tok, reqs[::2], [g.text for g in be.greedy(own, 10)], said)
         if model is trained:  # an untrained model's own answers run to the budget in tokens
             assert be.stats["fast"] > 0  # that need not re-encode the same way: decoded, as exact
 
