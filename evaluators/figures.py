@@ -63,7 +63,7 @@ def gain_bars(groups: Sequence[str], gains: Mapping[str, Sequence[float]],
     width = 0.8 / max(1, len(models))
     for j, model in enumerate(models):
         xs = _bar_xs(len(groups), width, j)
-        ys = [100 * g if g is not None and math.isfinite(g) else 0.0 for g in gains[model]]
+        ys = [100 * g if _finite(g) else 0.0 for g in gains[model]]
         ax.bar(xs, ys, width, label=model, color=color(model, j), gid=f"gain:{model}")
         if errors is None:
             continue
