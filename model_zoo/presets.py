@@ -70,7 +70,7 @@ class TrainConfig:
     dtype: str = "auto"  # auto (bf16 autocast on GPU, fp32 on CPU) | float32 | bfloat16 (fp32, bf16)
     compile: bool | None = None  # None: on for CUDA (per-layer torch.compile), off on the CPU
     grad_checkpointing: bool = False  # recompute activations in backward (less memory, ~30% slower)
-    threads: int | None = None  # torch CPU threads (None: torch default)
+    threads: int | None = None  # torch CPU threads (None: the cores free now, shared by local ranks)
     log_every: int = 10
     eval_every: int = 100
     eval_batches: int = 4

@@ -7,11 +7,12 @@ before torch loads. Bad input fails here in one line before any data is prepared
 
 from __future__ import annotations
 
+import os
 import statistics
 from pathlib import Path
 from typing import Any
 
-from rprim.core import RprimError
+from rprim.core import RprimError, default_threads
 from rprim.core import cache_dir as core_cache_dir
 from rprim.model_zoo.corpora import resolve_corpus
 from rprim.model_zoo.flops import FlopModel, layer_params, ratio_to_baseline, stage_flops
@@ -45,9 +46,11 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, overwrite:
 
     from rprim.model_zoo import distributed as D
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     dist = D.init(cfg.device)
+    # The free cores, shared among this machine's ranks, as eval and finetune do: torch's
+    # default (every core) crawls beside another busy process (measured 12x slower per step
+    # on a loaded 2-core machine).
+    torch.set_num_threads(cfg.threads or max(1, default_threads() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE") or 1))))
     try:
         par = D.strategy(dist, cfg.parallel, cfg.optimizer)
         with folder.lock(dist.main):

@@ -77,11 +77,18 @@ def _config(preset: str, method: str, block_size: int | None, schedule: str | No
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Delete --out and start afresh.")
 @click.option("--quiet", is_flag=True, help="No progress bar or messages.")
-def train(out: str, resume: bool, overwrite: bool, quiet: bool, **kw: Any) -> None:
+@click.option("--threads", type=int, default=None,
+              help="CPU threads for torch [default: the cores not busy with other work].")
+def train(out: str, resume: bool, overwrite: bool, quiet: bool, threads: int | None, **kw: Any) -> None:
     """Train a Llama model with the baseline, GradStack or MIDAS schedule.
 
     Under torchrun (``torchrun --nproc-per-node N -m rprim train ...``) it runs data-parallel.
     """
+    from rprim.core import parse_threads
+
+    threads = parse_threads(threads)
+    if threads is not None:
+        kw["sets"] = (*kw["sets"], f"threads={threads}")
     cfg = _config(**kw)
     if quiet:
         from transformers.utils import logging as hf_logging

@@ -202,25 +202,45 @@ def test_batch_sizes_are_checked_with_the_settings(field, bad):
 
 
 def test_micro_batches_give_the_full_batch_gradient(base):
+    """The claim is about the gradient: micro-batching must sum to the full batch's gradient.
+
+    Compared before any optimizer step (an adaptive step divides by sqrt(v) and turns fp32
+    rounding noise in near-zero gradients into visible weight differences). Summation order
+    differs between micro-batch sizes, so the tolerance is fp32 accumulation error: a relative
+    1e-4 plus an absolute 1e-5 of the largest gradient entry.
+    """
     import copy
 
     import torch
-    from rprim.core.torch_util import make_optimizer
+
+    class Capture:  # an optimizer that keeps the accumulated gradient instead of stepping
+        def __init__(self, params):
+            self.params, self.grads = list(params), None
+
+        def step(self):
+            self.grads = [p.grad.detach().clone() for p in self.params]
+
+        def zero_grad(self, set_to_none=True):
+            for p in self.params:
+                p.grad = None
 
     model, tok = base
     recs = training_set(FinetuneConfig(tasks=("varassign-code-d1", "arithmetic"), examples=12), 0)
     enc = encode(tok, recs)
-    after, losses = [], []
+    grads, losses = [], []
     for size in (12, 5, 1):
         m = copy.deepcopy(model).train()
-        opt = make_optimizer("adamw", m.parameters(), 1e-3)
+        opt = Capture(m.parameters())
         losses.append(F.train_step(m, F.micro_batches(*enc, size), opt))
-        after.append([p.detach().clone() for p in m.parameters()])
+        grads.append(opt.grads)
     whole = model(input_ids=enc[0], attention_mask=enc[1], labels=enc[2]).loss.item()
     assert losses[0] == pytest.approx(whole, abs=1e-6)
-    for other, loss in zip(after[1:], losses[1:]):
+    scale = max(float(g.abs().max()) for g in grads[0])
+    assert scale > 0
+    for other, loss in zip(grads[1:], losses[1:]):
         assert loss == pytest.approx(losses[0], rel=1e-5)
-        assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(after[0], other))
+        for x, y in zip(grads[0], other):
+            torch.testing.assert_close(y, x, rtol=1e-4, atol=1e-5 * scale)
     assert len(F.micro_batches(*enc, 5)) == 3 and F.micro_batches(*enc, 5)[2][0].shape[0] == 2
 
 
