@@ -25,6 +25,7 @@ import numpy as np
 from rprim.core import RprimError, atomic_file, write_json
 
 FORMAT = "rprim-tokens-v1"
+IGNORE = -100  # a target the loss skips (torch cross_entropy's ignore_index)
 
 
 @dataclass
@@ -97,7 +98,7 @@ class PackedTokens:
     inserted: ``model_zoo.mix``); the validation windows stay those of the corpus."""
 
     def __init__(self, tokens: np.ndarray, seq_len: int, val_fraction: float,
-                 train_tokens: np.ndarray | None = None):
+                 train_tokens: np.ndarray | None = None, train_mask: np.ndarray | None = None):
         self.seq_len = seq_len
         n_windows = (len(tokens) - 1) // seq_len
         self.n_val = max(1, round(n_windows * val_fraction))
@@ -110,8 +111,12 @@ class PackedTokens:
         self.corpus_train = tokens[: split + 1]  # window i: [i*S, i*S + S + 1)
         self.val = tokens[split:]
         self.train = self.corpus_train if train_tokens is None else train_tokens
+        self.train_mask = train_mask  # uint8 per training token, 1 = in the loss (None: all)
         if train_tokens is not None:
             self.n_train = (len(train_tokens) - 1) // seq_len
+        if train_mask is not None and len(train_mask) != len(self.train):
+            raise RprimError("the loss mask does not match the training tokens; delete the cache folder's "
+                             "tokens/ entries and run again")
 
     @staticmethod
     def _rows(tokens: np.ndarray, starts: list[int], s: int):
@@ -123,6 +128,16 @@ class PackedTokens:
     def train_windows(self, idx: list[int]):
         """LongTensor [len(idx), seq_len + 1] of training windows."""
         return self._rows(self.train, idx, self.seq_len)
+
+    def train_targets(self, idx: list[int]):
+        """(inputs [B, S], targets [B, S]) of training windows; a target out of the loss
+        (mask 0: the context of a primitive document) is -100, which the loss ignores."""
+        rows = self.train_windows(idx)
+        targets = rows[:, 1:].clone()
+        if self.train_mask is not None:
+            keep = self._rows(self.train_mask, idx, self.seq_len)[:, 1:]
+            targets[keep == 0] = IGNORE
+        return rows[:, :-1], targets
 
     def val_windows(self, start: int, count: int):
         """Validation windows start .. start+count-1 (wrapping around the validation slice)."""

@@ -69,10 +69,16 @@ def build_optimizer(model, cfg, device: str):
 
 
 # ----------------------------------------------------------------------------- the loss
+def _mean(total, targets):
+    """A loss sum over the targets in the loss (not -100: a masked mix token), as a mean; a
+    batch with none gives 0 with a zero gradient, never NaN."""
+    return total / (targets != -100).sum().clamp(min=1)
+
+
 def plain_loss(h, weight, targets):
-    """Logits, then fp32 cross-entropy over all tokens (the CPU path, as before)."""
+    """Logits, then fp32 cross-entropy over the targets in the loss (the CPU path)."""
     logits = F.linear(h, weight)
-    return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+    return _mean(F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="sum"), targets)
 
 
 def _chunk_loss_sum(h, weight, targets):
@@ -89,12 +95,13 @@ def chunked_loss(h, weight, targets):
         part = (checkpoint(_chunk_loss_sum, hs, weight, ts, use_reentrant=False)
                 if torch.is_grad_enabled() else _chunk_loss_sum(hs, weight, ts))
         total = part if total is None else total + part
-    return total / targets.numel()
+    return _mean(total, targets)
 
 
 def fused_loss(h, weight, targets):
     """The loss to compile: inductor fuses the fp32 upcast into the cross-entropy kernel."""
-    return F.cross_entropy(F.linear(h, weight).flatten(0, 1).float(), targets.flatten())
+    return _mean(F.cross_entropy(F.linear(h, weight).flatten(0, 1).float(), targets.flatten(), reduction="sum"),
+                 targets)
 
 
 class LossModel(torch.nn.Module):

@@ -63,6 +63,7 @@ class TrainConfig:
     tokenizer: str | None = None  # existing HF tokenizer folder; None: train a BPE
     cache_dir: str | None = None  # None: $RPRIM_CACHE or ~/.cache/rprim
     mix: str | None = None  # primitives' train split in the training tokens: "varassign:0.05,copying:0.02"
+    mix_loss: str = "answers"  # answers: loss on the mix's answers only | all: on every token
     # --- runtime ---
     seed: int = 0
     parallel: str = "ddp"  # several ranks (torchrun): ddp (replicate) | fsdp (FSDP2 fully_shard)
@@ -161,6 +162,9 @@ class TrainConfig:
             raise RprimError(f"threads must be a positive integer (or none); got {self.threads}")
         if self.snapshot_every < 0:
             raise RprimError(f"snapshot_every must be >= 0 steps (0 turns snapshots off); got {self.snapshot_every}")
+        if self.mix_loss not in ("answers", "all"):
+            raise RprimError(f"unknown mix_loss {self.mix_loss!r}; use --set mix_loss=answers (loss on the "
+                             "primitives' answers only) or mix_loss=all")
         if self.mix is not None:
             from rprim.model_zoo.mix import parse_mix  # imports rprim.primitives (light: no torch)
 

@@ -147,18 +147,20 @@ class Trainer:
         man = self.tfile.manifest
         self.mixfile = self.on_main_first(lambda: cached_mix_file(
             self.cfg.mix, self.data.corpus_train, self.tok, man["corpus_hash"], man["tokenizer_hash"],
-            self.cfg.seq_len, self.cfg.val_fraction, self.cache_dir))
+            self.cfg.seq_len, self.cfg.val_fraction, self.cache_dir, self.cfg.mix_loss))
         self.data = PackedTokens(self.tfile.array(), self.cfg.seq_len, self.cfg.val_fraction,
-                                 train_tokens=self.mixfile.array())
+                                 train_tokens=self.mixfile.array(), train_mask=self.mixfile.mask())
         m = self.mixfile.manifest
-        self.log(f"mix {self.cfg.mix}: {m['mix_tokens']:,} of {m['n_tokens']:,} training tokens ({m['fraction']:.1%})")
+        self.log(f"mix {self.cfg.mix}: {m['mix_tokens']:,} of {m['n_tokens']:,} training tokens ({m['fraction']:.1%}), "
+                 f"loss on {m['loss']} ({m['loss_tokens']:,} tokens)")
 
     def batch(self, idx: list[int]):
-        """Training windows on the device (pinned memory and an asynchronous copy on CUDA)."""
-        rows = self.data.train_windows(idx)
+        """(inputs, targets) of training windows on the device (pinned memory and an
+        asynchronous copy on CUDA); targets outside the loss mask are -100."""
+        pair = self.data.train_targets(idx)
         if self.device.startswith("cuda"):
-            return rows.pin_memory().to(self.device, non_blocking=True)
-        return rows.to(self.device)
+            return tuple(t.pin_memory().to(self.device, non_blocking=True) for t in pair)
+        return tuple(t.to(self.device) for t in pair)
 
     # ------------------------------------------------------------------ build or resume
     def build_or_resume(self) -> None:
@@ -237,10 +239,10 @@ class Trainer:
         loss_sum = None
         for m in range(self.accum):
             lo = (m * self.dist.world + self.dist.rank) * self.micro
-            batch = self.batch(idx[lo: lo + self.micro])
+            inputs, targets = self.batch(idx[lo: lo + self.micro])
             with self.par.sync(self.step_module, last_micro_step=m == self.accum - 1):
                 with self.autocast:
-                    loss = self.step_module(batch[:, :-1], batch[:, 1:])
+                    loss = self.step_module(inputs, targets)
                 (loss / self.accum).backward()
             exact = loss.detach().to(torch.float32 if self.device == "mps" else torch.float64)
             loss_sum = exact if loss_sum is None else loss_sum + exact

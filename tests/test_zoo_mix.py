@@ -14,7 +14,7 @@ pytest.importorskip("tokenizers")
 import rprim.primitives as P  # noqa: E402
 from rprim.core import RprimError  # noqa: E402
 from rprim.model_zoo.data import PackedTokens  # noqa: E402
-from rprim.model_zoo.mix import cached_mix_file, parse_mix  # noqa: E402
+from rprim.model_zoo.mix import _solved_pairs, cached_mix_file, parse_mix  # noqa: E402
 from rprim.model_zoo.tokenizer import tokenizer_hash, train_bpe  # noqa: E402
 
 DOCS = [f"def f{i}(x):\n    y = x * {i * 37} + {i}\n    return y\n" for i in range(400)]
@@ -107,3 +107,74 @@ def test_mix_is_deterministic(tmp_path, tok, corpus):
     _, a = _stream(tmp_path / "a", tok, corpus, "copying:0.1,arithmetic:0.05")
     _, b = _stream(tmp_path / "b", tok, corpus, "copying:0.1,arithmetic:0.05")
     assert a.path.read_bytes() == b.path.read_bytes()
+
+
+def test_answer_mask_covers_exactly_the_answers_and_their_stop(tmp_path, tok, corpus):
+    """mix_loss=answers: decoded, the masked tokens of the mix documents are exactly each
+    example's target delimiter + target, then the token that ends it ("\\n\\n" or eos); every
+    corpus token stays in the loss."""
+    spec = "varassign-basic-d0:0.2,varassign-code-d1:0.1,copying-words:0.1"
+    data = PackedTokens(corpus, 32, 0.1)
+    mf = cached_mix_file(spec, data.corpus_train, tok, "corpus-h", tokenizer_hash(tok), 32, 0.1, tmp_path,
+                         loss="answers")
+    ids, mask = np.asarray(mf.array()), np.asarray(mf.mask())
+    assert mf.manifest["loss"] == "answers" and mf.manifest["loss_tokens"] == int(mask.sum())
+    eos = tok.eos_token_id
+    targets = {}
+    for name in ("varassign-basic-d0", "varassign-code-d1", "copying-words"):
+        for q, t in _solved_pairs(P.get(name), 400):
+            targets[q] = t
+    # walk the documents: the mix documents are the eos-terminated stretches holding a mask 0
+    starts = np.concatenate([[0], np.flatnonzero(ids == eos) + 1])
+    seen_docs = 0
+    for a, b in zip(starts[:-1], starts[1:]):
+        m = mask[a:b]
+        if m.all():
+            continue  # a corpus document: all in the loss
+        seen_docs += 1
+        runs, i = [], 0
+        while i < len(m):
+            if m[i]:
+                j = i
+                while j < len(m) and m[j]:
+                    j += 1
+                runs.append((a + i, a + j))
+                i = j
+            else:
+                i += 1
+        text = tok.decode(ids[a:b].tolist())
+        examples = text.removesuffix(tok.eos_token).split("\n\n")
+        assert len(runs) == len(examples) == 6
+        for (ra, rb), ex in zip(runs, examples):
+            answer = tok.decode(ids[ra:rb - 1].tolist())  # the masked run without its stop token
+            stop = tok.decode(ids[rb - 1: rb].tolist())
+            query = tok.decode(ids[a:ra].tolist()).split("\n\n")[-1]
+            assert query + answer == ex and answer == " " + targets[query]
+            assert stop in ("\n\n", "\n", tok.eos_token) or ids[rb - 1] == eos
+    assert seen_docs > 10
+    # the all-tokens mix has no mask file and another cache entry
+    full = cached_mix_file(spec, data.corpus_train, tok, "corpus-h", tokenizer_hash(tok), 32, 0.1, tmp_path)
+    assert full.mask() is None and full.path != mf.path
+    assert np.array_equal(np.asarray(full.array()), ids)  # the same tokens, only the loss differs
+
+
+@pytest.mark.parametrize("which", ["plain_loss", "chunked_loss", "fused_loss"])
+def test_masked_targets_are_ignored_by_the_loss(which):
+    import torch
+
+    from rprim.model_zoo import model as M
+
+    plain_loss = getattr(M, which)
+
+    torch.manual_seed(0)
+    h, w = torch.randn(2, 5, 8), torch.randn(11, 8)
+    targets = torch.randint(0, 11, (2, 5))
+    masked = targets.clone()
+    masked[:, :3] = -100
+    full = torch.nn.functional.cross_entropy((h[:, 3:] @ w.T).reshape(-1, 11), targets[:, 3:].reshape(-1))
+    assert plain_loss(h, w, masked).item() == pytest.approx(full.item(), rel=1e-6)
+    none = torch.full_like(targets, -100)
+    hh = h.clone().requires_grad_()
+    loss = plain_loss(hh, w, none)
+    loss.backward()
+    assert loss.item() == 0.0 and float(hh.grad.abs().sum()) == 0.0  # never NaN

@@ -355,3 +355,33 @@ def test_fsdp_with_adafactor_is_refused(cache, tmp_path):
     assert res.returncode != 0
     assert "rprim: error: Adafactor does not run on FSDP2-sharded parameters" in res.stderr
     assert "optimizer=adamw" in res.stderr and not out.exists()
+
+
+def test_answer_loss_resume_is_exact(cache, tmp_path):
+    """mix_loss=answers (the default): the loss mask travels through the token files and a run
+    resumed from a mid-run checkpoint ends with the uninterrupted run's weights and losses; the
+    masked loss is another loss than mix_loss=all on the same tokens."""
+    import shutil
+
+    from rprim.model_zoo.train import train
+
+    extra = ("seq_len=256", "batch_size=2", "steps=6", "ckpt_every=3", "snapshot_every=0",
+             "max_corpus_bytes=120000", "mix=varassign-basic-d0:0.3,copying:0.1")
+    ref = tmp_path / "ref"
+    s = train(cfg_for(cache, "midas", *extra), ref, progress=False, quiet=True)
+    assert s["config"]["mix_loss"] == "answers"
+    full = train(cfg_for(cache, "midas", *extra, "mix_loss=all"), tmp_path / "all", progress=False, quiet=True)
+    assert losses(ref) != losses(tmp_path / "all") and full["config"]["mix_loss"] == "all"
+    # a copy of the run as it stood after its step-3 checkpoint
+    cut = tmp_path / "cut"
+    shutil.copytree(ref, cut)
+    for p in list(cut.glob("*.safetensors")) + [cut / "training_summary.json"]:
+        p.unlink()
+    for p in (cut / "checkpoints").glob("step-*"):
+        if int(p.name[5:]) > 3:
+            shutil.rmtree(p)
+    (cut / "checkpoints" / "LATEST").write_text("step-00000003\n")
+    train(cfg_for(cache, "midas", *extra), cut, resume=True, progress=False, quiet=True)
+    a, b = load_weights(ref), load_weights(cut)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert losses(cut) == losses(ref)
