@@ -34,6 +34,9 @@ from .report_data import (Checkpoint, ModelResults, group_key, correct_count, lo
 REPORT_KIND = "report"
 
 
+THRESHOLDS = (0.5, 0.9)   # accuracies whose first crossing a report dates in training tokens
+
+
 class Report:
     """The comparison of ``models`` against the one named ``baseline``."""
 
@@ -171,6 +174,26 @@ class Report:
                     out.append({"model": m.name, "checkpoint": c.name, "step": c.step,
                                 "tokens": c.tokens, "val_loss": c.val_loss, "group": g,
                                 "accuracy": p.accuracy, "n": p.n})
+        return out
+
+    def binding_rows(self) -> list[dict[str, Any]]:
+        """Where each model's variable-assignment answers come from, per checkpoint and depth
+        (:mod:`.probe`: correct, first line, last line, other value, outside)."""
+        return [r for m in self.models for r in m.binding()]
+
+    def thresholds(self, levels: tuple[float, ...] = THRESHOLDS) -> list[dict[str, Any]]:
+        """Per model and group: the training tokens of the first checkpoint (or the final model)
+        whose accuracy reaches each level; None when none does."""
+        out = []
+        by: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for r in self.checkpoint_rows():
+            by.setdefault((r["model"], r["group"]), []).append(r)
+        for (model, group), rows in by.items():
+            row: dict[str, Any] = {"model": model, "group": group}
+            for level in levels:
+                hit = next((r for r in rows if r["accuracy"] >= level), None)
+                row[f"tokens_to_{level:g}"] = None if hit is None else hit["tokens"]
+            out.append(row)
         return out
 
     def equal_loss(self) -> list[dict[str, Any]]:

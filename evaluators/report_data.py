@@ -122,6 +122,22 @@ class Checkpoint:
     tokens: int | None
     val_loss: float | None
     tasks: dict[str, dict[str, Any]]
+    path: Path | None = None   # its results folder (per-example samples)
+
+
+def read_samples(folder: Path, task: str) -> list[dict[str, Any]]:
+    """The rows of ``folder/samples/<task>.jsonl`` (none when absent; damaged lines skipped)."""
+    path = folder / "samples" / f"{task.replace('/', '_')}.jsonl"
+    rows = []
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict):
+                rows.append(row)
+    return rows
 
 
 @dataclass
@@ -145,15 +161,33 @@ class ModelResults:
 
     def correct(self, task: str) -> dict[str, bool]:
         """Example id -> correct, from ``samples/<task>.jsonl`` (empty when absent)."""
-        path = self.path / "samples" / f"{task.replace('/', '_')}.jsonl"
         out: dict[str, bool] = {}
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    row = json.loads(line)
-                    out[str(row["id"])] = bool(row["correct"])
-                except (ValueError, KeyError, TypeError):
-                    continue
+        for row in read_samples(self.path, task):
+            try:
+                out[str(row["id"])] = bool(row["correct"])
+            except (KeyError, TypeError):
+                continue
+        return out
+
+    def binding(self) -> list[dict[str, Any]]:
+        """Where the variable-assignment answers come from (:mod:`.probe`), per depth group,
+        for each checkpoint and the final model: rows of counts per class."""
+        from . import probe
+
+        out = []
+        points = [*self.checkpoints, Checkpoint("final", None, (self.summary or {}).get("tokens"),
+                                                self.val_loss, self.tasks, self.path)]
+        for c in points:
+            by_group: dict[str, list[dict[str, Any]]] = {}
+            for task in c.tasks:
+                groups = [g for g in task_groups(task) if g.startswith("varassign d")]
+                if groups and c.path is not None:
+                    by_group.setdefault(groups[0], []).extend(read_samples(c.path, task))
+            for g in sorted(by_group, key=group_key):
+                counts = probe.profile(by_group[g])
+                if sum(counts.values()):
+                    out.append({"model": self.name, "checkpoint": c.name, "step": c.step, "tokens": c.tokens,
+                                "group": g, "n": sum(counts.values()), **counts})
         return out
 
     def group_counts(self, tasks: dict[str, dict[str, Any]] | None = None) -> dict[str, stats.Pooled]:
@@ -210,5 +244,5 @@ def _checkpoints(folder: Path) -> list[Checkpoint]:
         loss = snap.get("val_loss")
         out.append(Checkpoint(sub.name, snap.get("step"), snap.get("tokens"),
                               float(loss) if isinstance(loss, (int, float)) else None,
-                              _tasks(data, sub / RESULTS)))
+                              _tasks(data, sub / RESULTS), sub))
     return sorted(out, key=lambda c: (c.step is None, c.step or 0, c.name))

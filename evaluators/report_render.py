@@ -45,6 +45,10 @@ def fmt(x: Any, digits: int = 3) -> str:
     return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
 
 
+def _count(x: Any) -> str:
+    return f"{x:,}" if isinstance(x, int) else fmt(x)
+
+
 def _cell(r: dict[str, Any] | None) -> str:
     if r is None:
         return "–"
@@ -177,6 +181,45 @@ def loss_section(rep: "Report") -> Section | None:
     return sec
 
 
+def binding_section(rep: "Report") -> Section | None:
+    rows = rep.binding_rows()
+    if not rows:
+        return None
+    from .probe import CLASSES
+
+    def share(r: dict[str, Any], c: str) -> str:
+        return f"{r[c] / r['n']:.2f}" if r["n"] else "–"
+
+    final = [[r["model"], r["group"], str(r["n"])] + [share(r, c) for c in CLASSES]
+             for r in rows if r["checkpoint"] == "final"]
+    d0 = [[r["model"], r["checkpoint"], _count(r["tokens"]), str(r["n"])] + [share(r, c) for c in CLASSES]
+          for r in rows if r["group"] == "varassign d0"]
+    sec = Section("Where variable-assignment answers come from",
+                  text=["Each scored example sorted by its answer: the bound value (`correct`), the "
+                        "program's first or last line's value, another value of the program, or "
+                        "anything outside it; shares of the examples. A model at chance that answers "
+                        "with a value of the program has learnt to look the program up but not to bind "
+                        "(the phases of Wu, Geiger & Millière 2025)."],
+                  tables=[Table(["model", "group", "n", *CLASSES], final)])
+    if len({r[1] for r in d0}) > 1:
+        sec.after.append("Depth 0 during training (snapshots, then the final model):")
+        sec.tables.append(Table(["model", "checkpoint", "tokens", "n", *CLASSES], d0))
+    return sec
+
+
+def threshold_section(rep: "Report") -> Section | None:
+    rows = [r for r in rep.thresholds() if r["group"] in headline(rep.groups())]
+    if not rows or not any(len(m.checkpoints) for m in rep.models):
+        return None
+    keys = [k for k in rows[0] if k.startswith("tokens_to_")]
+    return Section("Tokens to threshold",
+                   text=["Training tokens of the first snapshot (or the final model) whose accuracy "
+                         "reaches each level; `–`: never reached."],
+                   tables=[Table(["model", "group", *(f"{float(k[10:]):.0%}" for k in keys)],
+                                 [[r["model"], r["group"], *(_count(r[k])
+                                                             for k in keys)] for r in rows])])
+
+
 def analysis_sections(rep: "Report") -> list[Section]:
     out = []
     if any(m.similarity for m in rep.models):
@@ -211,9 +254,9 @@ def tasks_section(rep: "Report") -> Section:
 
 def sections(rep: "Report", notes: list[str]) -> list[Section]:
     out = [models_section(rep), table_section(rep), gain_section(rep), paired_section(rep)]
-    loss = loss_section(rep)
-    if loss is not None:
-        out.append(loss)
+    for extra in (loss_section(rep), threshold_section(rep), binding_section(rep)):
+        if extra is not None:
+            out.append(extra)
     out += analysis_sections(rep)
     out.append(tasks_section(rep))
     if notes:
@@ -343,4 +386,5 @@ def write(rep: "Report", folder: Path, notes: list[str], title: str = "rprim rep
     write_json(folder / "report.json", {"baseline": rep.baseline, "rows": rep.rows(),
                                         "tasks": rep.task_rows(), "equal_loss": rep.equal_loss(),
                                         "paired": [r for m in rep.others for r in rep.paired(m.name, rep.baseline)],
-                                        "checkpoints": rep.checkpoint_rows(), "notes": notes})
+                                        "checkpoints": rep.checkpoint_rows(), "thresholds": rep.thresholds(),
+                                        "binding": rep.binding_rows(), "notes": notes})

@@ -266,3 +266,74 @@ def test_missing_matplotlib_is_one_line_naming_the_extra(two_models, tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.startswith("rprim: error: figures need matplotlib") and "[report]" in r.stderr
     assert not (tmp_path / "r").exists()
+
+
+# ----------------------------------------------------------------------------- binding probe
+@pytest.mark.parametrize("fmt", ["basic", "math", "code"])
+def test_probe_sorts_answers_by_where_they_come_from(fmt):
+    """On real 5-shot prompts of every format: the bound value, the first and last line's
+    values, another value of the program, and a number outside it (exemplars' values do not
+    count as the program's)."""
+    import rprim.primitives as P
+    from rprim.evaluators.probe import error_class, program_values
+
+    recs = P.get(f"varassign-{fmt}-d0").generate(20, seed=0, split="test", shots=5)
+    for r in recs:
+        a = r["metadata"]["assignments"]
+        values = [str(v) for v in a.values()]
+        assert program_values(r["prompt"]) == values
+        assert error_class(r["prompt"], r["target"], r["target"]) == "correct"
+        others = [v for v in values if v != r["target"]]
+        if values[0] != r["target"]:
+            assert error_class(r["prompt"], r["target"], values[0]) == "first line"
+        if values[-1] != r["target"] and values[-1] != values[0]:
+            assert error_class(r["prompt"], r["target"], values[-1]) == "last line"
+        for v in others[1:-1]:
+            if v not in (values[0], values[-1]):
+                assert error_class(r["prompt"], r["target"], v) == "other value"
+        outside = next(str(x) for x in range(100, 200) if str(x) not in values)
+        assert error_class(r["prompt"], r["target"], outside) == "outside"
+        assert error_class(r["prompt"], r["target"], "") == "outside"
+
+
+def test_report_gives_the_binding_profile_and_tokens_to_threshold(tmp_path):
+    import rprim.primitives as P
+    from rprim.evaluators import report
+
+    recs = P.get("varassign-basic-d0").generate(10, seed=0, split="test", shots=5)
+
+    def results(folder, answers):
+        preds = [a(r) for r, a in zip(recs, answers)]
+        k = sum(p == r["target"] for p, r in zip(preds, recs))
+        tasks = {"varassign-basic-d0": {"accuracy": k / 10, "n": 10, "ci95": list(wilson(k, 10)),
+                                        "flexible_accuracy": k / 10, "unparsable": 0.0, "chance": 0.2}}
+        samples = {"varassign-basic-d0": [{"id": r["id"], "prompt": r["prompt"], "target": r["target"],
+                                           "prediction": p, "correct": p == r["target"]}
+                                          for r, p in zip(recs, preds)]}
+        Results(tasks, samples, {"model": "m", "shots": 5, "n": 10}).save(folder)
+        return folder
+
+    def right(r):
+        return r["target"]
+
+    def first(r):
+        return str(next(iter(r["metadata"]["assignments"].values())))
+
+    base = results(tmp_path / "baseline", [lambda r: "999"] * 10)
+    (base / "training_summary.json").write_text(json.dumps({"tokens": 300, "final_val_loss": 2.0}))
+    for step, answers in ((1, [first] * 10), (2, [right] * 6 + [first] * 4)):
+        sub = results(base / "checkpoints" / f"step-{step:08d}", answers)
+        (sub / "snapshot.json").write_text(json.dumps({"step": step, "tokens": step * 100, "val_loss": 3.0}))
+    rep = report.load([base])
+    rows = {r["checkpoint"]: r for r in rep.binding_rows()}
+    assert rows["final"]["outside"] == 10 and rows["final"]["n"] == 10
+    firsts = sum(first(r) == r["target"] for r in recs)
+    assert rows["step-00000001"]["first line"] == 10 - firsts and rows["step-00000001"]["correct"] == firsts
+    assert rows["step-00000002"]["tokens"] == 200
+    th = {r["group"]: r for r in rep.thresholds()}["varassign d0"]
+    assert th["tokens_to_0.5"] == 200 and th["tokens_to_0.9"] is None
+    out = rep.write(tmp_path / "rep")
+    md = (out / "report.md").read_text()
+    assert "Where variable-assignment answers come from" in md and "Tokens to threshold" in md
+    data = json.loads((out / "report.json").read_text())
+    assert data["binding"] == rep.binding_rows() and data["thresholds"] == rep.thresholds()
