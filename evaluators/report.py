@@ -21,6 +21,7 @@ Inputs and their layout: :mod:`.report_data`. Rendering: :mod:`.report_render`.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -34,6 +35,7 @@ from .report_data import (Checkpoint, ModelResults, group_key, correct_count, lo
 REPORT_KIND = "report"
 
 
+SEED_NAME = re.compile(r"^(?P<family>.+)-seed(?P<seed>\d+)$")
 THRESHOLDS = (0.5, 0.9)   # accuracies whose first crossing a report dates in training tokens
 
 
@@ -131,6 +133,71 @@ class Report:
                               else (None, None) for r in rows]
         return groups, gains, errors
 
+    # ------------------------------------------------------------------ seeds
+    def families(self) -> dict[str, dict[int, ModelResults]]:
+        """Method -> seed -> model, from the names ``rprim study --seeds`` gives its runs
+        (``midas`` for the first seed, ``midas-seed1`` ...)."""
+        out: dict[str, dict[int, ModelResults]] = {}
+        for m in self.models:
+            family, seed = split_seed(m.name)
+            out.setdefault(family, {})[seed] = m
+        return out
+
+    def paired_base(self, name: str) -> str | None:
+        """The baseline run a model is paired with: the baseline of its own seed when there is
+        one, else the baseline; None for a baseline run itself."""
+        family, seed = split_seed(name)
+        base_family = split_seed(self.baseline)[0]
+        if family == base_family:
+            return None
+        same = self.families().get(base_family, {}).get(seed)
+        return same.name if same is not None else self.baseline
+
+    def seed_rows(self) -> list[dict[str, Any]]:
+        """Per method with several seeds and task group: mean, spread, min and max of the
+        seeds' accuracies (empty when no method has two seeds)."""
+        fams = self.families()
+        if not any(len(v) > 1 for v in fams.values()):
+            return []
+        out = []
+        for family, runs in fams.items():
+            counts = {seed: m.group_counts() for seed, m in sorted(runs.items())}
+            for g in self.groups():
+                accs = [c[g].accuracy for c in counts.values() if g in c and c[g].n]
+                if not accs:
+                    continue
+                mean = sum(accs) / len(accs)
+                std = (sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) ** 0.5 if len(accs) > 1 else None
+                out.append({"method": family, "group": g, "seeds": len(accs), "mean": mean, "std": std,
+                            "min": min(accs), "max": max(accs), "accuracies": accs})
+        return out
+
+    def seed_tests(self) -> list[dict[str, Any]]:
+        """Per method and group: a paired t-test across seeds of (method - baseline) accuracy,
+        each difference taken between the runs of one seed (same data order)."""
+        fams = self.families()
+        base_family = split_seed(self.baseline)[0]
+        base = fams.get(base_family, {})
+        out = []
+        for family, runs in fams.items():
+            seeds = sorted(runs.keys() & base.keys())
+            if family == base_family or len(seeds) < 2:
+                continue
+            for g in self.groups():
+                diffs = []
+                for seed in seeds:
+                    a, b = runs[seed].group_counts().get(g), base[seed].group_counts().get(g)
+                    if a is not None and b is not None and a.n and b.n:
+                        diffs.append(a.accuracy - b.accuracy)
+                if len(diffs) >= 2:
+                    out.append({"method": family, "baseline": base_family, "group": g, **stats.paired_t(diffs)})
+        return out
+
+    def paired_rows(self) -> list[dict[str, Any]]:
+        """McNemar of every model against its :meth:`paired_base`."""
+        return [r for m in self.models if (b := self.paired_base(m.name)) is not None
+                for r in self.paired(m.name, b)]
+
     # ------------------------------------------------------------------ paired tests
     def paired(self, a: str, b: str) -> list[dict[str, Any]]:
         """McNemar per task group (and over all tasks) between models ``a`` and ``b``, on the
@@ -224,6 +291,12 @@ class Report:
         with atomic_folder(out, kind=REPORT_KIND) as tmp:
             report_render.write(self, tmp, list(notes), title)
         return out
+
+
+def split_seed(name: str) -> tuple[str, int]:
+    """``midas-seed2`` -> (``midas``, 2); a name without the suffix is seed 0 of itself."""
+    m = SEED_NAME.match(name)
+    return (m["family"], int(m["seed"])) if m else (name, 0)
 
 
 def check_report_folder(out: str | Path) -> Path:

@@ -145,20 +145,41 @@ def gain_section(rep: "Report") -> Section:
 
 
 def paired_section(rep: "Report") -> Section:
-    rows = []
-    for m in rep.others:
-        for r in rep.paired(m.name, rep.baseline):
-            rows.append([m.name, r["group"], str(r["n"]), str(r["only_a"]), str(r["only_b"]),
-                         r["method"], fmt(r["statistic"], 2), P_FMT.format(r["p_value"]),
-                         str(r["unmatched"])])
+    rows = [[r["a"], r["b"], r["group"], str(r["n"]), str(r["only_a"]), str(r["only_b"]), r["method"],
+             fmt(r["statistic"], 2), P_FMT.format(r["p_value"]), str(r["unmatched"])]
+            for r in rep.paired_rows()]
     return Section(f"Paired tests against {rep.baseline} (McNemar)",
-                   text=["Examples matched by id. `only model` / `only base`: examples only that "
+                   text=["Examples matched by id, each model against the baseline run of its own seed. "
+                         "`only model` / `only base`: examples only that "
                          "model answers correctly (the discordant pairs b and c). Exact two-sided "
                          "binomial test when b + c < 25, else chi-square with continuity correction "
                          "(|b − c| − 1)² / (b + c), one degree of freedom. `unmatched`: examples "
                          "only one of the two was scored on (left out)."],
-                   tables=[Table(["model", "group", "paired n", "only model", "only base", "test",
+                   tables=[Table(["model", "against", "group", "paired n", "only model", "only base", "test",
                                   "statistic", "p", "unmatched"], rows)] if rows else [])
+
+
+def seeds_section(rep: "Report") -> Section | None:
+    rows = rep.seed_rows()
+    if not rows:
+        return None
+    sec = Section("Across pretraining seeds",
+                  text=["Each method trained once per seed (`METHOD-seedN`; the first seed keeps the bare "
+                        "name), every seed on its own data order and initialization, shared by the methods. "
+                        "Mean, standard deviation, min and max of the seeds' accuracies per task group."],
+                  tables=[Table(["method", "group", "seeds", "mean", "std", "min", "max"],
+                                [[r["method"], r["group"], str(r["seeds"]), fmt(r["mean"]), fmt(r["std"]),
+                                  fmt(r["min"]), fmt(r["max"])] for r in rows])])
+    tests = rep.seed_tests()
+    if tests:
+        sec.after.append("Paired t-test across seeds: per seed the method's accuracy minus the baseline's "
+                         "(same seed), then Student's t on those differences, two-sided.")
+        sec.tables.append(Table(["method", "group", "seeds", "mean difference (points)", "std", "t", "p"],
+                                [[r["method"], r["group"], str(r["seeds"]), f"{100 * r['mean']:+.1f}",
+                                  fmt(r["std"]), fmt(r["t"], 2),
+                                  P_FMT.format(r["p_value"]) if r["p_value"] is not None else "–"]
+                                 for r in tests]))
+    return sec
 
 
 def loss_section(rep: "Report") -> Section | None:
@@ -253,7 +274,10 @@ def tasks_section(rep: "Report") -> Section:
 
 
 def sections(rep: "Report", notes: list[str]) -> list[Section]:
-    out = [models_section(rep), table_section(rep), gain_section(rep), paired_section(rep)]
+    out = [models_section(rep), table_section(rep), gain_section(rep)]
+    seeds = seeds_section(rep)
+    out += [seeds] if seeds is not None else []
+    out.append(paired_section(rep))
     for extra in (loss_section(rep), threshold_section(rep), binding_section(rep)):
         if extra is not None:
             out.append(extra)
@@ -385,6 +409,7 @@ def write(rep: "Report", folder: Path, notes: list[str], title: str = "rprim rep
     write_text(folder / "report.html", to_html(secs, title, images), fsync=False)
     write_json(folder / "report.json", {"baseline": rep.baseline, "rows": rep.rows(),
                                         "tasks": rep.task_rows(), "equal_loss": rep.equal_loss(),
-                                        "paired": [r for m in rep.others for r in rep.paired(m.name, rep.baseline)],
+                                        "paired": rep.paired_rows(), "seeds": rep.seed_rows(),
+                                        "seed_tests": rep.seed_tests(),
                                         "checkpoints": rep.checkpoint_rows(), "thresholds": rep.thresholds(),
                                         "binding": rep.binding_rows(), "notes": notes})

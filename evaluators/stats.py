@@ -79,6 +79,54 @@ def chi2_sf_1df(x: float) -> float:
     return math.erfc(math.sqrt(max(0.0, x) / 2.0))
 
 
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularized incomplete beta I_x(a, b), by its continued fraction (modified Lentz)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    if x > (a + 1.0) / (a + b + 2.0):  # the fraction converges fast only below the mean
+        return 1.0 - _betainc(b, a, 1.0 - x)
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+                     + a * math.log(x) + b * math.log1p(-x)) / a
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    f = d
+    for m in range(1, 300):
+        for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                    -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            f *= c * d
+        if abs(c * d - 1.0) < 1e-15:
+            break
+    return front * f
+
+
+def t_two_sided(t: float, df: int) -> float:
+    """P(|T| >= |t|) for Student's t with ``df`` degrees of freedom."""
+    if not math.isfinite(t):
+        return 0.0
+    return _betainc(df / 2.0, 0.5, df / (df + t * t))
+
+
+def paired_t(diffs: list[float]) -> dict[str, Any]:
+    """Paired t-test of per-seed differences (method - baseline, same seed): mean, standard
+    deviation, t, two-sided p (None with fewer than two seeds; p 1 or 0 without spread)."""
+    k = len(diffs)
+    mean = sum(diffs) / k if k else float("nan")
+    if k < 2:
+        return {"seeds": k, "mean": mean, "std": None, "t": None, "p_value": None}
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (k - 1))
+    if sd == 0.0:
+        return {"seeds": k, "mean": mean, "std": 0.0, "t": None, "p_value": 1.0 if mean == 0 else 0.0}
+    t = mean / (sd / math.sqrt(k))
+    return {"seeds": k, "mean": mean, "std": sd, "t": t, "p_value": t_two_sided(t, k - 1)}
+
+
 @dataclass(frozen=True)
 class McNemar:
     """McNemar's test on the discordant pairs: b (only the first model right), c (only the

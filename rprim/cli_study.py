@@ -108,8 +108,10 @@ def linearity_command(model: str, text: str | None, tokens: int | None, out: str
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a trainer setting for every run, e.g. --set lr=1e-3.")
 @click.option("--threads", type=int, default=None, help="CPU threads (default: the free cores).")
+@click.option("--seeds", type=int, default=1, show_default=True,
+              help="Pretraining seeds per method; the report adds mean, spread and a test across seeds.")
 def study(preset: str, out: str, corpus: tuple[str, ...], mix: str, methods: str, steps: int | None,
-          sets: tuple[str, ...], threads: int | None) -> None:
+          sets: tuple[str, ...], threads: int | None, seeds: int) -> None:
     """Train Baseline, GradStack and MIDAS on the same data, score, fine-tune, analyze, report.
 
     Reruns skip finished parts; an interrupted study continues where it stopped.
@@ -119,7 +121,7 @@ def study(preset: str, out: str, corpus: tuple[str, ...], mix: str, methods: str
     from rprim.model_zoo.presets import parse_sets
 
     figures.require()
-    settings = S.resolve(preset, out, methods, mix, corpus, parse_sets(sets), steps, threads)
+    settings = S.resolve(preset, out, methods, mix, corpus, parse_sets(sets), steps, threads, seeds)
     from rprim.cli_eval import _quiet_transformers
 
     _quiet_transformers()  # no "Loading weights" / "Writing model shards" bars between ours

@@ -44,6 +44,12 @@ SMALL_MIX = ",".join([*(f"varassign-{f}-d0:0.06" for f in ("basic", "math", "cod
                       "copying:0.05", "psm:0.05", "arithmetic:0.05"])
 
 
+REGIMES = {
+    "paper": "the paper's: a natural-text corpus with the primitives' train split mixed in.",
+    "synthetic": "synthetic: primitives-dominant training tokens (like looped-transformer studies).",
+}
+
+
 @dataclass(frozen=True)
 class StudyPreset:
     """What a study trains and measures. ``train``: TrainConfig overrides on ``train_preset``."""
@@ -58,6 +64,7 @@ class StudyPreset:
     shots: int = 5
     finetune: dict[str, Any] = field(default_factory=dict)   # FinetuneConfig fields
     linearity_tokens: int | None = None
+    regime: str = "paper"               # paper: natural-text corpus plus a primitives mix | synthetic
     rates: dict[str, float] = field(default_factory=dict)    # prior seconds per unit (ETA)
     note: str = ""
 
@@ -105,10 +112,18 @@ class StudySettings:
     corpus: tuple[str, ...] = ()
     sets: dict[str, Any] = field(default_factory=dict)     # extra TrainConfig overrides
     threads: int | None = None
+    seeds: int = 1                                          # pretraining seeds per method
 
-    def train_overrides(self, method: str) -> dict[str, Any]:
-        """TrainConfig overrides of one method's run (all but ``method`` shared by every run)."""
+    def runs(self) -> list[tuple[str, int]]:
+        """(method, seed) of every run, seed by seed: a study stopped early has whole seeds."""
+        return [(m, seed) for seed in range(self.seeds) for m in self.methods]
+
+    def train_overrides(self, method: str, seed: int = 0) -> dict[str, Any]:
+        """TrainConfig overrides of one run (all but ``method`` and ``seed`` shared by every run;
+        seed 0 keeps the preset's or the user's seed)."""
         values = {**self.preset.train, **self.sets, "method": method}
+        if seed:
+            values["seed"] = seed
         if self.corpus:
             values["corpus"] = list(self.corpus)
         if self.mix:
@@ -145,7 +160,7 @@ def parse_methods(text: str) -> tuple[str, ...]:
 
 def resolve(preset: str | StudyPreset, out: str | Path, methods: str | tuple[str, ...] = METHODS,
             mix: str | None = "default", corpus: tuple[str, ...] = (), sets: dict[str, Any] | None = None,
-            steps: int | None = None, threads: int | None = None) -> StudySettings:
+            steps: int | None = None, threads: int | None = None, seeds: int = 1) -> StudySettings:
     """Check every argument (before any work) and return the study's settings.
 
     ``mix``: ``"default"`` = the preset's, ``None``/``"none"`` = no mix, else a mix spec.
@@ -162,23 +177,27 @@ def resolve(preset: str | StudyPreset, out: str | Path, methods: str | tuple[str
     if threads is not None and threads < 1:
         raise RprimError(f"--threads must be a positive integer (got {threads})")
     extra = dict(sets or {})
+    if seeds < 1:
+        raise RprimError(f"--seeds must be a positive integer (got {seeds})")
+    if seeds > 1 and "seed" in extra:
+        raise RprimError("--seeds trains seeds 0, 1, ...; drop --set seed=... (or pass --seeds 1)")
     if steps is not None:
         if steps < preset.snapshots:
             raise RprimError(f"--steps {steps} is too few for {preset.snapshots} snapshots; pass at "
                              f"least {preset.snapshots}")
         extra.update(steps=steps, tokens=None)
-    s = StudySettings(preset, Path(out).expanduser(), names, mix, tuple(corpus), extra, threads)
-    for m in names:  # every run's config must validate now, not after the first run trained
-        train_config(s, m)
+    s = StudySettings(preset, Path(out).expanduser(), names, mix, tuple(corpus), extra, threads, seeds)
+    for m, seed in s.runs():  # every run's config must validate now, not after the first run trained
+        train_config(s, m, seed)
     _check_out(s)
     return s
 
 
-def train_config(s: StudySettings, method: str) -> Any:
-    """The validated TrainConfig of ``method``'s run."""
+def train_config(s: StudySettings, method: str, seed: int = 0) -> Any:
+    """The validated TrainConfig of ``method``'s run with pretraining seed ``seed``."""
     from rprim.model_zoo.presets import TrainConfig, resolve_config
 
-    values = s.train_overrides(method)
+    values = s.train_overrides(method, seed)
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     missing = [k for k in ("mix", "snapshot_every", "snapshot_growth") if k in values and k not in known]
     if "mix" in missing:
@@ -222,24 +241,29 @@ class Part:
     run: Callable[[], None]
 
 
-def run_dir(s: StudySettings, method: str) -> Path:
-    return s.out / "runs" / method
+def run_name(method: str, seed: int = 0) -> str:
+    """``midas`` for the first seed, ``midas-seed1`` ... (the names the report groups by)."""
+    return method if seed == 0 else f"{method}-seed{seed}"
 
 
-def results_dir(s: StudySettings, method: str) -> Path:
-    return s.out / "results" / method
+def run_dir(s: StudySettings, method: str, seed: int = 0) -> Path:
+    return s.out / "runs" / run_name(method, seed)
+
+
+def results_dir(s: StudySettings, method: str, seed: int = 0) -> Path:
+    return s.out / "results" / run_name(method, seed)
 
 
 def _log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def train_part(s: StudySettings, method: str) -> Part:
+def train_part(s: StudySettings, method: str, seed: int = 0) -> Part:
     from rprim.model_zoo.train import plan
 
-    cfg = train_config(s, method)
+    cfg = train_config(s, method, seed)
     p = plan(cfg)
-    folder = run_dir(s, method)
+    folder = run_dir(s, method, seed)
 
     def run() -> None:
         from rprim.model_zoo.runfolder import RunFolder
@@ -249,7 +273,7 @@ def train_part(s: StudySettings, method: str) -> Part:
         # checkpoint, or starts it afresh when it had none
         train(cfg, folder, resume=RunFolder(folder).is_run(), progress=True, quiet=False)
 
-    return Part(f"train {method} ({p['steps']} steps, {p['tokens']:,} tokens, FLOP ratio "
+    return Part(f"train {run_name(method, seed)} ({p['steps']} steps, {p['tokens']:,} tokens, FLOP ratio "
                 f"{p['flop_ratio']:.3f})", "train", p["tokens"] * p["flop_ratio"],
                 lambda: (folder / "training_summary.json").is_file(), run)
 
@@ -270,8 +294,8 @@ def _copy_beside(out: Path, extra: dict[str, Path]) -> None:
             (out / f".{name}.tmp").replace(out / name)
 
 
-def eval_final_part(s: StudySettings, method: str) -> Part:
-    out, run = results_dir(s, method), run_dir(s, method)
+def eval_final_part(s: StudySettings, method: str, seed: int = 0) -> Part:
+    out, run = results_dir(s, method, seed), run_dir(s, method, seed)
     n = s.preset.eval_n
     extra = {"training_summary.json": run / "training_summary.json"}
 
@@ -281,16 +305,16 @@ def eval_final_part(s: StudySettings, method: str) -> Part:
             _copy_beside(out, extra)
         return ok
 
-    return Part(f"evaluate {method} final model (5-shot suite, {n} per task)", "eval", 14 * n, done,
+    return Part(f"evaluate {run_name(method, seed)} final model (5-shot suite, {n} per task)", "eval", 14 * n, done,
                 lambda: _evaluate(run, out, n, s.preset.shots, extra))
 
 
-def periodic_snapshots(s: StudySettings, method: str) -> list[Path]:
+def periodic_snapshots(s: StudySettings, method: str, seed: int = 0) -> list[Path]:
     """The run's snapshots taken every ``snapshot_every`` steps (growth snapshots left out)."""
-    cfg = train_config(s, method).to_dict()
-    every, total = cfg.get("snapshot_every") or 0, train_config(s, method).total_steps
+    config = train_config(s, method, seed)
+    every, total = config.to_dict().get("snapshot_every") or 0, config.total_steps
     snaps = []
-    for p in sorted((run_dir(s, method) / "snapshots").glob("step-*")):
+    for p in sorted((run_dir(s, method, seed) / "snapshots").glob("step-*")):
         try:
             step = int(json.loads((p / "snapshot.json").read_text(encoding="utf-8"))["step"])
         except (OSError, ValueError, KeyError, TypeError):
@@ -300,36 +324,36 @@ def periodic_snapshots(s: StudySettings, method: str) -> list[Path]:
     return snaps
 
 
-def eval_snapshots_part(s: StudySettings, method: str) -> Part:
+def eval_snapshots_part(s: StudySettings, method: str, seed: int = 0) -> Part:
     n = s.preset.snapshot_eval_n
-    base = results_dir(s, method) / "checkpoints"
+    base = results_dir(s, method, seed) / "checkpoints"
     count = max(0, s.preset.snapshots - 1)
 
     def todo() -> list[Path]:
-        return [p for p in periodic_snapshots(s, method) if not (base / p.name / "results.json").is_file()]
+        return [p for p in periodic_snapshots(s, method, seed) if not (base / p.name / "results.json").is_file()]
 
     def run() -> None:
         for p in todo():
             _log(f"  snapshot {p.name}")
             _evaluate(p, base / p.name, n, s.preset.shots, {"snapshot.json": p / "snapshot.json"})
 
-    return Part(f"evaluate {method} snapshots ({n} per task each)", "eval", 14 * n * count,
+    return Part(f"evaluate {run_name(method, seed)} snapshots ({n} per task each)", "eval", 14 * n * count,
                 lambda: not todo(), run)
 
 
-def finetune_part(s: StudySettings, method: str) -> Part:
+def finetune_part(s: StudySettings, method: str, seed: int = 0) -> Part:
     from rprim.evaluators import finetune as F
 
     cfg = F.FinetuneConfig(**s.preset.finetune)
     cfg.check()
-    out = results_dir(s, method) / "finetune"
+    out = results_dir(s, method, seed) / "finetune"
     units = len(cfg.seeds) * (cfg.steps + len(cfg.eval_steps) * len(cfg.tasks) * cfg.eval_n / 50)
 
     def run() -> None:
-        results = F.finetune(str(run_dir(s, method).resolve()), cfg, log=lambda m: _log("  " + m))
+        results = F.finetune(str(run_dir(s, method, seed).resolve()), cfg, log=lambda m: _log("  " + m))
         F.save_results(results, out)
 
-    return Part(f"fine-tune {method} ({len(cfg.seeds)} seed(s) x {cfg.steps} steps)", "finetune", units,
+    return Part(f"fine-tune {run_name(method, seed)} ({len(cfg.seeds)} seed(s) x {cfg.steps} steps)", "finetune", units,
                 lambda: (out / "results.json").is_file(), run)
 
 
@@ -383,8 +407,8 @@ def primitives_documents(per_task: int = 6) -> list[str]:
 LINEARITY_FALLBACK = ("solved primitives problems (test split)", primitives_documents)
 
 
-def analysis_part(s: StudySettings, method: str) -> Part:
-    base = results_dir(s, method) / "analysis"
+def analysis_part(s: StudySettings, method: str, seed: int = 0) -> Part:
+    base = results_dir(s, method, seed) / "analysis"
 
     def done() -> bool:
         return (base / "similarity" / "similarity.json").is_file() and \
@@ -393,21 +417,22 @@ def analysis_part(s: StudySettings, method: str) -> Part:
     def run() -> None:
         from rprim.model_zoo import analysis as A
 
-        folder = run_dir(s, method)
+        folder = run_dir(s, method, seed)
         if not (base / "similarity" / "similarity.json").is_file():
             write_similarity(A.similarity(folder), base / "similarity")
         if not (base / "linearity" / "linearity.json").is_file():
             write_linearity(A.linearity(folder, tokens=s.preset.linearity_tokens, fallback=LINEARITY_FALLBACK),
                             base / "linearity")
 
-    return Part(f"analyze {method} (block similarity, linearity)", "analysis", 1.0, done, run)
+    return Part(f"analyze {run_name(method, seed)} (block similarity, linearity)", "analysis", 1.0, done, run)
 
 
 def report_part(s: StudySettings, timings: dict[str, float]) -> Part:
     def run() -> None:
         from rprim.evaluators import report as R
 
-        folders = [results_dir(s, m) for m in s.methods if (results_dir(s, m) / "results.json").is_file()]
+        folders = [results_dir(s, m, seed) for m, seed in s.runs()
+                   if (results_dir(s, m, seed) / "results.json").is_file()]
         rep = R.load(folders, "baseline" if "baseline" in s.methods else None)
         rep.write(s.out / "report", notes=study_notes(s, timings),
                   title=f"rprim study ({s.preset.name} preset)")
@@ -422,7 +447,11 @@ def study_notes(s: StudySettings, timings: dict[str, float]) -> list[str]:
              f"{cfg.total_steps} steps of {cfg.tokens_per_step:,} tokens, the same seed and data order "
              f"for every method; GradStack and MIDAS: block size {cfg.block_size}, schedule {cfg.schedule}.",
              f"Evaluation: {s.preset.shots}-shot, the first {s.preset.eval_n} suite examples per task for "
-             f"the final models, {s.preset.snapshot_eval_n} for snapshots."]
+             f"the final models, {s.preset.snapshot_eval_n} for snapshots.",
+             f"Regime: {REGIMES.get(s.preset.regime, s.preset.regime)}"]
+    if s.seeds > 1:
+        notes.append(f"Pretraining seeds: {s.seeds} per method (seeds 0 to {s.seeds - 1}; each seed "
+                     "sets initialization and data order, the same for every method).")
     notes.append(f"Pretraining mix: {s.mix}." if s.mix else "Pretraining mix: none (corpus only).")
     if s.preset.note:
         notes.append(s.preset.note)
@@ -438,11 +467,12 @@ def study_notes(s: StudySettings, timings: dict[str, float]) -> list[str]:
 # ----------------------------------------------------------------------------- the run
 def plan_parts(s: StudySettings, timings: dict[str, float]) -> list[Part]:
     """Every part in order: training first (the bulk), then scoring, fine-tuning, analyses."""
-    parts = [train_part(s, m) for m in s.methods]
-    for m in s.methods:
-        parts += [eval_final_part(s, m), eval_snapshots_part(s, m)]
-    parts += [finetune_part(s, m) for m in s.methods]
-    parts += [analysis_part(s, m) for m in s.methods]
+    runs = s.runs()
+    parts = [train_part(s, m, seed) for m, seed in runs]
+    for m, seed in runs:
+        parts += [eval_final_part(s, m, seed), eval_snapshots_part(s, m, seed)]
+    parts += [finetune_part(s, m, seed) for m, seed in runs]
+    parts += [analysis_part(s, m, seed) for m, seed in runs]
     parts.append(report_part(s, timings))
     return parts
 
@@ -481,9 +511,10 @@ def run(s: StudySettings, log: Callable[[str], None] = _log) -> Path:
     with folder_lock(s.out, "study"):
         _check_out(s)
         if not (s.out / STUDY_FILE).is_file():
-            write_json(s.out / STUDY_FILE, {"settings": s.record(), "methods": list(s.methods)})
+            write_json(s.out / STUDY_FILE, {"settings": s.record(), "methods": list(s.methods),
+                                            "seeds": s.seeds, "regime": s.preset.regime})
         _set_threads(s.threads)
-        for folder in [s.out, s.out / "runs", s.out / "results", *(results_dir(s, m) for m in s.methods)]:
+        for folder in [s.out, s.out / "runs", s.out / "results", *(results_dir(s, m, seed) for m, seed in s.runs())]:
             clean_stale_temps(folder)
         timings = _read_timings(s.out)
         parts = plan_parts(s, timings)

@@ -148,3 +148,33 @@ def test_cli_study_bad_preset_is_one_line(tmp_path):
 
 def test_micro_preset_is_a_dataclass_copy():
     assert dataclasses.replace(MICRO, eval_n=4).eval_n == 4
+
+
+def test_seeds_add_runs_and_the_report_compares_across_seeds(micro_study, tmp_path):
+    """--seeds 2 on a finished one-seed study: the first seed's parts are skipped, seed 1 of
+    each method is trained (seed=1, shared by the methods), and the report gives the spread
+    across seeds, a paired t-test per method, and McNemar against the same seed's baseline."""
+    import shutil
+
+    tmp, _ = micro_study
+    out = tmp_path / "out"
+    shutil.copytree(tmp / "out", out)
+    s = S.resolve(MICRO, out, methods="baseline,midas", corpus=(str(corpus(tmp)),),
+                  sets={"cache_dir": str(tmp / "cache")}, threads=1, seeds=2)
+    lines: list[str] = []
+    S.run(s, log=lines.append)
+    assert any("] train midas (" in line and line.endswith("done before, skipped") for line in lines)
+    for m in ("baseline", "midas"):
+        summary = json.loads((out / "runs" / f"{m}-seed1" / "training_summary.json").read_text())
+        assert summary["config"]["seed"] == 1 and summary["config"]["method"] == m
+        assert (out / "results" / f"{m}-seed1" / "results.json").is_file()
+    data = json.loads((out / "report" / "report.json").read_text())
+    seeds = {(r["method"], r["group"]): r for r in data["seeds"]}
+    assert seeds[("midas", "varassign d0")]["seeds"] == 2 and seeds[("baseline", "copying")]["seeds"] == 2
+    assert {r["method"] for r in data["seed_tests"]} == {"midas"}
+    pairs = {(r["a"], r["b"]) for r in data["paired"]}
+    assert ("midas-seed1", "baseline-seed1") in pairs and ("midas", "baseline") in pairs
+    assert not any(r["a"].startswith("baseline") for r in data["paired"])
+    assert "Across pretraining seeds" in (out / "report" / "report.md").read_text()
+    with pytest.raises(RprimError, match="--seeds"):
+        S.resolve(MICRO, tmp_path / "o2", seeds=2, sets={"seed": 3})
