@@ -34,7 +34,7 @@ from . import stats
 RESULTS = "results.json"
 SUMMARY = "training_summary.json"
 SNAPSHOT = "snapshot.json"
-GROUP_ORDER = ["copying", "varassign d0", "varassign d1", "varassign d2", "varassign basic",
+GROUP_ORDER = ["copying", "varassign d0", "varassign d1", "varassign d2", "varassign d3", "varassign basic",
                "varassign math", "varassign code", "psm", "psm-calc", "arithmetic"]
 
 

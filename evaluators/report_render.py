@@ -289,7 +289,7 @@ def sections(rep: "Report", notes: list[str]) -> list[Section]:
 
 
 # ----------------------------------------------------------------------------- figures
-HEADLINE = ("copying", "varassign d0", "varassign d1", "varassign d2", "psm", "arithmetic")
+HEADLINE = ("copying", "varassign d0", "varassign d1", "varassign d2", "varassign d3", "psm", "arithmetic")
 
 
 def headline(groups: list[str]) -> list[str]:

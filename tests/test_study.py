@@ -74,6 +74,13 @@ def test_micro_study_writes_every_part_and_the_report(micro_study):
     data = json.loads((rep / "report.json").read_text())
     assert {r["model"] for r in data["rows"]} == set(S.METHODS)
     assert any("[study 1/" in x and "left" in x for x in lines)   # progress with an ETA
+    # depth 3, never in a mix, is scored as a held-out row; the depth-0 answers are profiled
+    assert any(r["group"] == "varassign d3" for r in data["rows"]) and "held out" in md
+    assert {r["group"] for r in data["binding"] if r["checkpoint"] == "final"} >= {"varassign d0", "varassign d3"}
+    from rprim.model_zoo.mix import parse_mix
+
+    for spec in {p.mix for p in S.PRESETS.values() if p.mix} | {MICRO.mix}:
+        assert not {e.task for e in parse_mix(spec)} & set(S.HELD_OUT), spec
 
 
 def test_same_data_order_and_budget_for_every_method(micro_study):
