@@ -177,7 +177,7 @@ def floor_time(be: Any, tok: Any, jobs: list, batch: int, device: str) -> float:
                 cache = expand_cache(pre, B) if pre is not None else None
                 mask = torch.ones((B, shared + L), dtype=torch.long, device=be.device)
                 pos = torch.arange(shared, shared + L, device=be.device).unsqueeze(0).expand(B, L)
-                be._forward(input_ids=ids, attention_mask=mask, position_ids=pos,
+                be.forward(input_ids=ids, attention_mask=mask, position_ids=pos,
                             past_key_values=cache, use_cache=True, logits_to_keep=1)
             _sync(torch, device)
             t_floor += time.perf_counter() - t0

@@ -16,12 +16,25 @@ off, steps go back to one token.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, Sequence
 
-from .backend import Generation
+from .backend import Generation, Progress, Request
 
-if TYPE_CHECKING:
-    from .hf import HFBackend, _Job
+
+class Host(Protocol):
+    """What the decoder needs of its backend (``HFBackend``): torch, the device, the model's
+    forward pass, the pad id and context, the stats to count into, and ``settle`` (turn rows'
+    tokens into verdicts: over, and the answer text)."""
+
+    torch: Any
+    device: Any
+    pad: int
+    max_len: int
+    stats: dict[str, int]
+
+    def forward(self, **inputs: Any) -> Any: ...
+
+    def settle(self, job: "Job", items: list[tuple[int, list[int], int, int]]) -> list[tuple[bool, str]]: ...
 
 SPECULATE = {"cuda": 4, "cpu": 2}  # guesses per step where loops are seen (a GPU step is cheap)
 NONE = 1 << 30
@@ -30,10 +43,10 @@ NONE = 1 << 30
 class Decoder:
     """Decode the pending rows of one batch to their stops (see the module doc)."""
 
-    def __init__(self, be: "HFBackend", job: "_Job", cache: Any,
+    def __init__(self, be: Host, job: "Job", cache: Any,
                  pending: list[tuple[int, int, list[int], int, int]], batch: int, cache_len: int,
                  marks: dict[tuple[str, ...], list[bool]]):
-        torch = be._torch
+        torch = be.torch
         self.be, self.job, self.torch, self.dev = be, job, torch, be.device
         sel = torch.tensor([k for k, *_ in pending], device=self.dev)
         if len(pending) != batch:
@@ -83,10 +96,10 @@ class Decoder:
         span = torch.arange(1 + k, device=self.dev)
         self.mask = torch.cat([self.mask, self.mask.new_ones((self.mask.shape[0], 1 + k))], 1)
         positions = (self.pos.unsqueeze(1) + span).clamp(max=self.max_pos)  # only rows past
-        o = be._forward(input_ids=x, attention_mask=self.mask,  # their budget reach the clamp
+        o = be.forward(input_ids=x, attention_mask=self.mask,  # their budget reach the clamp
                         position_ids=positions, past_key_values=self.cache,
                         use_cache=True, logits_to_keep=1 + k)
-        self.cache = _cache_of(o)
+        self.cache = cache_of(o)
         preds = o.logits.argmax(-1)
         del o
         if k:
@@ -121,7 +134,7 @@ class Decoder:
                 self.stop_at[b] = hit
             items.append((b, g, self.stop_at[b], since))
         be.stats["decode_tokens"] = be.stats.get("decode_tokens", 0) + sum(len(i[1]) - i[3] for i in items)
-        verdicts = be._settle(job, items)
+        verdicts = be.settle(job, items)
         for (k, b), (over, text) in zip(live, verdicts):
             if over:
                 job.out[b] = Generation(text, fast=False)
@@ -147,6 +160,27 @@ class Decoder:
         self.alive = [self.alive[k] for k in still]
 
 
-def _cache_of(output: Any) -> Any:
+def cache_of(output: Any) -> Any:
+    """The KV cache of a model output, under its new (``cache``) or old name."""
     cache = getattr(output, "cache", None)
     return cache if cache is not None else output.past_key_values
+
+
+class Job:
+    """One ``greedy`` call: its requests, encodings and results, and progress per example."""
+
+    def __init__(self, requests: Sequence[Request], prompts: list[list[int]], tails: list[list[int]],
+                 shared: int, max_new: int, progress: Progress | None):
+        self.requests, self.prompts, self.tails = requests, prompts, tails
+        self.shared, self.max_new = shared, max_new
+        self.out: list[Generation | None] = [None] * len(requests)
+        self._progress = progress
+        self._reported = 0
+
+    def report(self, k: int) -> None:
+        """Tell the progress callback about k more finished examples (never more than all:
+        a batch retried after running out of memory finishes its rows again)."""
+        k = min(k, len(self.requests) - self._reported)
+        if k > 0 and self._progress is not None:
+            self._reported += k
+            self._progress(k)

@@ -18,8 +18,7 @@ import rprim.primitives as P
 from rprim.core import RprimError
 
 from .backend import Backend, Request
-from .data import (ANSWER_MARGIN, DEFAULT_N, TaskData, answer_budget, check_n, data_hash,  # noqa: F401
-                   prepare, task_names, task_records)
+from .data import TaskData, answer_budget, check_n, data_hash, prepare
 from .scoring import TaskScore, prediction
 
 if TYPE_CHECKING:
@@ -225,10 +224,10 @@ def evaluate(model: Any, tasks: Any = "suite", shots: int = 5,
                                max_new_tokens=max_new_tokens, vllm_options=vllm_options,
                                add_bos=add_bos, progress=progress)
     scores, samples, hashes, wall = _score_all(engine, plan, progress, on_progress)
-    from rprim import __version__
+    from rprim.core.paths import package_version
 
     custom = not any(t.shots is not None for t in plan.tasks)
-    meta = {**engine.describe(), "rprim_version": __version__, "shots": None if custom else shots,
+    meta = {**engine.describe(), "rprim_version": package_version(), "shots": None if custom else shots,
             "seed": None if custom else seed, "n": n, "batch_size": batch_size,
             "data_hashes": hashes, "generator_version": P.GENERATOR_VERSION,
             "wall_time_s": round(wall, 3),

@@ -29,7 +29,7 @@ import rprim.primitives as P
 from rprim.core import RprimError, atomic_folder, check_output_folder, write_text
 from rprim.primitives.io import write_parquet
 
-from .evaluate import task_names, task_records
+from .data import task_names, task_records
 
 DOC_FIELDS = ("id", "task", "index", "query", "target", "hash")  # the lm-eval docs' fields
 ANSWER_TOKENS = 32  # max_gen_toks: far above any target of the suite

@@ -16,14 +16,13 @@ import json
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import rprim.primitives as P
 from rprim.core import RprimError, atomic_folder, check_output_folder, write_json
 from rprim.core.files import read_marker
 
-if TYPE_CHECKING:
-    from .finetune import FinetuneConfig
+from .finetune_config import FinetuneConfig
 
 RESULTS_KIND = "finetune"
 SAVE_KIND = "finetune-model"
@@ -68,13 +67,13 @@ def weights_fingerprint(model: Any) -> str:
     return h.hexdigest()[:16]
 
 
-def results_of(cfg: "FinetuneConfig", model: dict[str, Any], runs: dict[int, SeedRun],
+def results_of(cfg: FinetuneConfig, model: dict[str, Any], runs: dict[int, SeedRun],
                wall: float, micro: int | None) -> dict[str, Any]:
     """The results dict over the finished seeds (in the order of ``cfg.seeds``)."""
-    from rprim import __version__
+    from rprim.core.paths import package_version
 
     done = [runs[s] for s in cfg.seeds if s in runs]
-    return {"config": asdict(cfg), "model": model, "rprim_version": __version__,
+    return {"config": asdict(cfg), "model": model, "rprim_version": package_version(),
             "generator_version": P.GENERATOR_VERSION,
             "complete": len(done) == len(cfg.seeds), "seeds_done": [r.seed for r in done],
             "micro_batch_size": micro, "wall_time_s": round(wall, 3),
@@ -121,7 +120,7 @@ def _read_results(out: str | Path) -> dict[str, Any] | None:
     return old
 
 
-def _check_same_settings(old: dict[str, Any], cfg: "FinetuneConfig", out: str | Path) -> None:
+def _check_same_settings(old: dict[str, Any], cfg: FinetuneConfig, out: str | Path) -> None:
     now = json.loads(json.dumps(asdict(cfg)))
     for key, value in now.items():
         if key not in EXECUTION and old["config"].get(key) != value:
@@ -134,7 +133,7 @@ def _check_same_settings(old: dict[str, Any], cfg: "FinetuneConfig", out: str | 
                          "pass a new --out to start over")
 
 
-def previous_run(out: str | Path | None, cfg: "FinetuneConfig", resume: bool) -> dict[str, Any] | None:
+def previous_run(out: str | Path | None, cfg: FinetuneConfig, resume: bool) -> dict[str, Any] | None:
     """The saved run in ``out`` to continue (``resume``), checked against ``cfg``; None to start.
 
     An interrupted run is never silently replaced: without ``resume`` it is an error.

@@ -33,9 +33,8 @@ from typing import Any, Sequence
 from rprim.core import RprimError
 
 from .backend import Backend, Generation, Progress, Request
-from .decode import NONE, Decoder
-from .loading import (check_causal as _check_causal, config_hash, context_length, eos_ids,  # noqa: F401
-                      first_line as _first_line, inspect_model, load_hf, load_weights)
+from .decode import NONE, Decoder, Job, cache_of
+from .loading import config_hash, context_length, eos_ids
 from .tokens import (decide_bos, encode, finish, finish_many, first_stop, forced_guess, plain_texts,
                      stop_table)
 
@@ -80,12 +79,6 @@ def plain_greedy(model: Any, tokenizer: Any, prompt: str, until: Sequence[str],
 
 # ---------------------------------------------------------------------------------------------
 # KV cache helpers
-
-
-def _cache_of(output: Any) -> Any:
-    """The KV cache of a model output, under its new (``cache``) or old name."""
-    cache = getattr(output, "cache", None)
-    return cache if cache is not None else output.past_key_values
 
 
 def expand_cache(cache: Any, batch: int) -> Any:
@@ -167,7 +160,7 @@ class HFBackend(Backend):
         self.max_len = context_length(model, tokenizer)
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.bos = decide_bos(tokenizer, model.config, add_bos)
-        self._torch = torch
+        self.torch = torch
         self._tables: dict[tuple[Any, int], Any] = {}  # stop tables on the device
         self._marks: dict[tuple[Any, int], list[bool]] = {}  # the same on the host
         # transformers renamed ``past_key_values`` to ``cache`` (5.2x); use whichever it takes
@@ -194,7 +187,7 @@ class HFBackend(Backend):
     def _auto_batch(self, prefix_len: int, row_len: int) -> int:
         if self.device.type != "cuda":
             return CPU_BATCH
-        torch = self._torch
+        torch = self.torch
         cfg = self.model.config
         free, _ = torch.cuda.mem_get_info(self.device)
         layers = getattr(cfg, "num_hidden_layers", 32)
@@ -212,7 +205,7 @@ class HFBackend(Backend):
 
     def _stop_tables(self, untils: Sequence[tuple[str, ...]], vocab: int) -> tuple[Any, dict]:
         """(U x vocab bool tensor on the device, until -> row of it) for the given untils."""
-        torch = self._torch
+        torch = self.torch
         keys = sorted(set(untils))
         for u in keys:
             if (u, vocab) not in self._tables:
@@ -242,7 +235,7 @@ class HFBackend(Backend):
         tails = [t[:max_new_tokens - 1] for t in guess]
         shared = min(_common_prefix(prompts), min(len(p) for p in prompts) - 1)
         order = sorted(range(len(requests)), key=lambda i: -(len(prompts[i]) + len(tails[i])))
-        job = _Job(requests, prompts, tails, shared, max_new_tokens, progress)
+        job = Job(requests, prompts, tails, shared, max_new_tokens, progress)
         was_training = self.model.training
         self.model.eval()
         try:
@@ -253,8 +246,8 @@ class HFBackend(Backend):
         assert not missing, f"no generation for requests {missing[:5]}"
         return job.out  # type: ignore[return-value]
 
-    def _run(self, job: "_Job", order: list[int]) -> None:
-        torch = self._torch
+    def _run(self, job: "Job", order: list[int]) -> None:
+        torch = self.torch
         with torch.inference_mode():
             prefix = self._encode_prefix(job.prompts[0][:job.shared]) if job.shared else None
             row_len = max(len(job.prompts[i]) - job.shared + len(job.tails[i]) for i in order)
@@ -277,14 +270,14 @@ class HFBackend(Backend):
                 start += len(rows)
 
     def _encode_prefix(self, ids: list[int]) -> Any:
-        torch = self._torch
+        torch = self.torch
         x = torch.tensor([ids], device=self.device)
-        o = self._forward(input_ids=x, attention_mask=torch.ones_like(x), use_cache=True,
+        o = self.forward(input_ids=x, attention_mask=torch.ones_like(x), use_cache=True,
                           logits_to_keep=1)
         self.stats["forward_tokens"] += len(ids)
-        return _cache_of(o)
+        return cache_of(o)
 
-    def _forward(self, **kw: Any) -> Any:
+    def forward(self, **kw: Any) -> Any:
         if "past_key_values" in kw:
             kw[self._cache_kw] = kw.pop("past_key_values")
         try:
@@ -297,14 +290,14 @@ class HFBackend(Backend):
             o.logits = o.logits[:, -keep:] if keep else o.logits
             return o
 
-    def _inputs(self, job: "_Job", rows: list[int]) -> tuple[Any, Any, int]:
+    def _inputs(self, job: "Job", rows: list[int]) -> tuple[Any, Any, int]:
         """(packed device tensor: ids | rest length | tail length | row length, until per row,
         L): built on the host with vectorized fills and moved in one transfer."""
         import itertools
 
         import numpy as np
 
-        torch = self._torch
+        torch = self.torch
         shared = job.shared
         rests = [len(job.prompts[i]) - shared for i in rows]
         tl = [len(job.tails[i]) for i in rows]
@@ -321,9 +314,9 @@ class HFBackend(Backend):
             packed = packed.pin_memory()
         return packed.to(self.device, non_blocking=True), [job.requests[i].until for i in rows], L
 
-    def _batch(self, job: "_Job", rows: list[int], prefix: Any) -> None:
+    def _batch(self, job: "Job", rows: list[int], prefix: Any) -> None:
         """Teacher-force prompt+guess for a batch, walk the greedy chain, decode the rest."""
-        torch = self._torch
+        torch = self.torch
         B, shared = len(rows), job.shared
         packed, untils, L = self._inputs(job, rows)
         ids, rest, tlen, lens = packed[:, :L], packed[:, L], packed[:, L + 1], packed[:, L + 2]
@@ -333,10 +326,10 @@ class HFBackend(Backend):
         mask = (span.unsqueeze(0) < (shared + lens).unsqueeze(1)).long()
         pos = span[shared:].unsqueeze(0).expand(B, L)
         cache = expand_cache(prefix, B) if prefix is not None else None
-        o = self._forward(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+        o = self.forward(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
                           use_cache=True, logits_to_keep=keep)
         self.stats["forward_tokens"] += int(sum(len(job.prompts[i]) - shared + len(job.tails[i]) for i in rows))
-        cache = _cache_of(o)
+        cache = cache_of(o)
         tables, where = self._stop_tables(untils, o.logits.shape[-1])
         uidx = torch.tensor([where[u] for u in untils], device=self.device)
         walk = _walk(torch, o.logits.argmax(-1), ids, rest - 1 - first, rest, tlen, tables, uidx,
@@ -344,7 +337,7 @@ class HFBackend(Backend):
         del o
         j_, nxt_, stop_ = walk.tolist()  # the one device-to-host transfer of this pass
         gens = [job.tails[b][:j_[k]] + [nxt_[k]] for k, b in enumerate(rows)]
-        verdicts = self._settle(job, [(b, g, s, 0) for b, g, s in zip(rows, gens, stop_)])
+        verdicts = self.settle(job, [(b, g, s, 0) for b, g, s in zip(rows, gens, stop_)])
         pending = []
         for k, (b, g, (over, text)) in enumerate(zip(rows, gens, verdicts)):
             if over:
@@ -358,7 +351,7 @@ class HFBackend(Backend):
             marks = {u: self._marks[(u, tables.shape[1])] for u in set(untils)}
             Decoder(self, job, cache, pending, B, shared + L, marks).run()
 
-    def _settle(self, job: "_Job", items: list[tuple[int, list[int], int, int]]) -> list[tuple[bool, str]]:
+    def settle(self, job: "Job", items: list[tuple[int, list[int], int, int]]) -> list[tuple[bool, str]]:
         """Which rows have stopped: (over, text) per (row, greedy tokens g, stop index, since).
 
         The stop index is that of g's first token able to stop (``NONE``: none, so the row can
@@ -420,21 +413,3 @@ def _walk(torch: Any, argmax: Any, ids: Any, at: Any, rest: Any, tlen: Any, tabl
     return torch.stack([j, nxt, torch.minimum(first_forced, stop_nxt)])
 
 
-class _Job:
-    """One ``greedy`` call: its requests, encodings and results, and progress per example."""
-
-    def __init__(self, requests: Sequence[Request], prompts: list[list[int]], tails: list[list[int]],
-                 shared: int, max_new: int, progress: Progress | None):
-        self.requests, self.prompts, self.tails = requests, prompts, tails
-        self.shared, self.max_new = shared, max_new
-        self.out: list[Generation | None] = [None] * len(requests)
-        self._progress = progress
-        self._reported = 0
-
-    def report(self, k: int) -> None:
-        """Tell the progress callback about k more finished examples (never more than all:
-        a batch retried after running out of memory finishes its rows again)."""
-        k = min(k, len(self.requests) - self._reported)
-        if k > 0 and self._progress is not None:
-            self._reported += k
-            self._progress(k)

@@ -281,16 +281,57 @@ class Report:
                             "loss_span": span})
         return out
 
+    # ------------------------------------------------------------------ the report as data
+    def chance(self, group: str) -> float | None:
+        """The chance level of a group when all its tasks share one (else None)."""
+        values = {t.get("chance") for m in self.models for name, t in m.tasks.items()
+                  if group in task_groups(name)}
+        return values.pop() if len(values) == 1 else None
+
+    def data(self, notes: Iterable[str] = ()) -> dict[str, Any]:
+        """Every table and figure series of the report, computed once, as plain data: what
+        ``report_render`` draws and writes, and what ``report.json`` holds."""
+        groups = self.groups()
+        g_all, gains, errors = self.gains()
+        ft = next((m.finetune for m in self.models if m.finetune), None)
+        return {
+            "baseline": self.baseline, "models": [_model_info(m) for m in self.models],
+            "others": [m.name for m in self.others], "groups": groups,
+            "finetune_groups": self.finetune_groups(), "chance": {g: self.chance(g) for g in groups},
+            "rows": self.rows(), "tasks": self.task_rows(),
+            "gains": {"groups": g_all, "gains": gains, "errors": errors},
+            "paired": self.paired_rows(), "seeds": self.seed_rows(), "seed_tests": self.seed_tests(),
+            "curves": {g: {m.name: self.curve(m, g) for m in self.models} for g in groups},
+            "equal_loss": self.equal_loss(), "checkpoints": self.checkpoint_rows(),
+            "thresholds": self.thresholds(), "binding": self.binding_rows(),
+            "finetune_config": (ft or {}).get("config") if ft else None,
+            "similarity": {m.name: m.similarity for m in self.models if m.similarity},
+            "linearity": {m.name: m.linearity for m in self.models if m.linearity},
+            "notes": list(notes),
+        }
+
     # ------------------------------------------------------------------ output
     def write(self, out: str | Path, notes: Iterable[str] = (), title: str = "rprim report") -> Path:
-        """Write ``report.md``, the PNG figures and ``report.html`` into ``out`` (atomically;
-        a previous report there is updated, other files are kept)."""
+        """Write ``report.md``, the PNG figures, ``report.html`` and ``report.json`` into
+        ``out`` (atomically; a previous report there is updated, other files are kept)."""
         from . import report_render
 
         out = check_report_folder(out)
+        data = self.data(notes)
         with atomic_folder(out, kind=REPORT_KIND) as tmp:
-            report_render.write(self, tmp, list(notes), title)
+            report_render.write(data, tmp, title)
         return out
+
+
+def _model_info(m: ModelResults) -> dict[str, Any]:
+    """What the report says of a model besides its scores."""
+    s = m.summary or {}
+    ns = sorted({int(t["n"]) for t in m.tasks.values()})
+    return {"name": m.name, "method": s.get("method"), "val_loss": m.val_loss,
+            "tokens": s.get("tokens") if isinstance(s.get("tokens"), int) else None,
+            "flop_ratio": s.get("flop_ratio"), "mix": s.get("mix", (s.get("config") or {}).get("mix")),
+            "shots": m.meta.get("shots"), "n": ns, "checkpoints": len(m.checkpoints),
+            "finetune": bool(m.finetune)}
 
 
 def split_seed(name: str) -> tuple[str, int]:

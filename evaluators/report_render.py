@@ -12,14 +12,11 @@ import base64
 import html
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rprim.core import write_text
 
 from . import figures as F
-
-if TYPE_CHECKING:
-    from .report import Report
 
 P_FMT = "{:.3g}"
 
@@ -66,21 +63,29 @@ def _gain_cell(r: dict[str, Any] | None) -> str:
 
 
 # ----------------------------------------------------------------------------- sections
-def models_section(rep: "Report") -> Section:
+# Every section takes the report's data (``Report.data()``: plain tables) and computes nothing
+# but text from it.
+D = dict  # the report data
+
+
+def _names(d: D) -> list[str]:
+    return [m["name"] for m in d["models"]]
+
+
+def _by(rows: list[dict[str, Any]], *keys: str) -> dict[tuple, dict[str, Any]]:
+    return {tuple(r[k] for k in keys): r for r in rows}
+
+
+def models_section(d: D) -> Section:
     rows = []
-    for m in rep.models:
-        s = m.summary or {}
-        cfg = s.get("config") or {}
-        mix = s.get("mix", cfg.get("mix"))
-        rows.append([m.name + (" (baseline)" if m.name == rep.baseline and m.name != "baseline" else ""),
-                     str(s.get("method", "–")), fmt(m.val_loss, 4),
-                     f"{s['tokens']:,}" if isinstance(s.get("tokens"), int) else "–",
-                     fmt(s.get("flop_ratio"), 3), _mix_text(mix),
-                     f"{m.meta.get('shots', '–')}-shot, n={_n_text(m)}"])
+    for m in d["models"]:
+        rows.append([m["name"] + (" (baseline)" if m["name"] == d["baseline"] and m["name"] != "baseline" else ""),
+                     str(m["method"] or "–"), fmt(m["val_loss"], 4), _count(m["tokens"]),
+                     fmt(m["flop_ratio"], 3), _mix_text(m["mix"]),
+                     f"{m['shots'] if m['shots'] is not None else '–'}-shot, n={_n_text(m['n'])}"])
     sec = Section("Models", tables=[Table(["model", "method", "final val loss", "tokens",
                                            "FLOPs / baseline", "pretraining mix", "evaluation"], rows)])
-    if any((m.summary or {}).get("mix") or ((m.summary or {}).get("config") or {}).get("mix")
-           for m in rep.models):
+    if any(m["mix"] for m in d["models"]):
         sec.after.append("The pretraining stream mixes rprim's own `train` split into the corpus "
                          "at the fractions shown (never the `test` or `fewshot` splits). The paper "
                          "pretrains on natural text only; the mix makes the primitives measurable "
@@ -98,30 +103,28 @@ def _mix_text(mix: Any) -> str:
     return str(mix)
 
 
-def _shots(rep: "Report") -> str:
-    shots = sorted({str(m.meta.get("shots", "?")) for m in rep.models})
+def _shots(d: D) -> str:
+    shots = sorted({str(m["shots"] if m["shots"] is not None else "?") for m in d["models"]})
     return "/".join(shots) + "-shot"
 
 
-def _n_text(m: Any) -> str:
-    ns = sorted({t["n"] for t in m.tasks.values()})
-    return str(ns[0]) if len(ns) == 1 else f"{ns[0]}–{ns[-1]}"
+def _n_text(ns: list[int]) -> str:
+    return "–" if not ns else str(ns[0]) if len(ns) == 1 else f"{ns[0]}–{ns[-1]}"
 
 
-def table_section(rep: "Report") -> Section:
-    by = {(r["model"], r["group"]): r for r in rep.rows()}
-    groups = rep.groups() + rep.finetune_groups()
-    rows = [[g] + [_cell(by.get((m.name, g))) for m in rep.models] for g in groups]
-    rows.append(["final val loss"] + [fmt(m.val_loss, 4) for m in rep.models])
+def table_section(d: D) -> Section:
+    by = _by(d["rows"], "model", "group")
+    names = _names(d)
+    rows = [[g] + [_cell(by.get((n, g))) for n in names] for g in d["groups"] + d["finetune_groups"]]
+    rows.append(["final val loss"] + [fmt(m["val_loss"], 4) for m in d["models"]])
     sec = Section("Accuracy by task group",
-                  text=[f"Pretrained models, scored {_shots(rep)} by greedy exact match. Task groups pool "
+                  text=[f"Pretrained models, scored {_shots(d)} by greedy exact match. Task groups pool "
                         "the correct counts of their tasks; brackets are Wilson 95% intervals on the "
                         "pooled counts."],
-                  tables=[Table(["group"] + [m.name for m in rep.models], rows)],
+                  tables=[Table(["group"] + names, rows)],
                   figures=["accuracy.png"])
-    ft = [m for m in rep.models if m.finetune]
-    if ft:
-        c = ft[0].finetune.get("config", {})
+    c = d["finetune_config"]
+    if c:
         sec.after.append(
             f"`finetune` rows: the fine-tuning protocol (mean ± standard deviation over "
             f"{len(c.get('seeds', []))} seed(s)): {c.get('examples')} training examples of "
@@ -132,23 +135,23 @@ def table_section(rep: "Report") -> Section:
     return sec
 
 
-def gain_section(rep: "Report") -> Section:
-    by = {(r["model"], r["group"]): r for r in rep.rows()}
-    groups = rep.groups() + rep.finetune_groups()
-    rows = [[g] + [_gain_cell(by.get((m.name, g))) for m in rep.others] for g in groups]
-    return Section(f"Gain over {rep.baseline}",
-                   text=[f"Accuracy of each model minus {rep.baseline}'s, in points, per task group "
+def gain_section(d: D) -> Section:
+    by = _by(d["rows"], "model", "group")
+    others = d["others"]
+    rows = [[g] + [_gain_cell(by.get((n, g))) for n in others] for g in d["groups"] + d["finetune_groups"]]
+    return Section(f"Gain over {d['baseline']}",
+                   text=[f"Accuracy of each model minus {d['baseline']}'s, in points, per task group "
                          "(the paper's Figure 1b). Brackets: Newcombe 95% interval of the difference "
                          "(treats the models as independent; conservative on shared examples)."],
-                   tables=[Table(["group"] + [m.name for m in rep.others], rows)] if rep.others else [],
-                   figures=["gain.png"] if rep.others else [])
+                   tables=[Table(["group"] + others, rows)] if others else [],
+                   figures=["gain.png"] if others else [])
 
 
-def paired_section(rep: "Report") -> Section:
+def paired_section(d: D) -> Section:
     rows = [[r["a"], r["b"], r["group"], str(r["n"]), str(r["only_a"]), str(r["only_b"]), r["method"],
              fmt(r["statistic"], 2), P_FMT.format(r["p_value"]), str(r["unmatched"])]
-            for r in rep.paired_rows()]
-    return Section(f"Paired tests against {rep.baseline} (McNemar)",
+            for r in d["paired"]]
+    return Section(f"Paired tests against {d['baseline']} (McNemar)",
                    text=["Examples matched by id, each model against the baseline run of its own seed. "
                          "`only model` / `only base`: examples only that "
                          "model answers correctly (the discordant pairs b and c). Exact two-sided "
@@ -159,8 +162,8 @@ def paired_section(rep: "Report") -> Section:
                                   "statistic", "p", "unmatched"], rows)] if rows else [])
 
 
-def seeds_section(rep: "Report") -> Section | None:
-    rows = rep.seed_rows()
+def seeds_section(d: D) -> Section | None:
+    rows = d["seeds"]
     if not rows:
         return None
     sec = Section("Across pretraining seeds",
@@ -170,40 +173,39 @@ def seeds_section(rep: "Report") -> Section | None:
                   tables=[Table(["method", "group", "seeds", "mean", "std", "min", "max"],
                                 [[r["method"], r["group"], str(r["seeds"]), fmt(r["mean"]), fmt(r["std"]),
                                   fmt(r["min"]), fmt(r["max"])] for r in rows])])
-    tests = rep.seed_tests()
-    if tests:
+    if d["seed_tests"]:
         sec.after.append("Paired t-test across seeds: per seed the method's accuracy minus the baseline's "
                          "(same seed), then Student's t on those differences, two-sided.")
         sec.tables.append(Table(["method", "group", "seeds", "mean difference (points)", "std", "t", "p"],
                                 [[r["method"], r["group"], str(r["seeds"]), f"{100 * r['mean']:+.1f}",
                                   fmt(r["std"]), fmt(r["t"], 2),
                                   P_FMT.format(r["p_value"]) if r["p_value"] is not None else "–"]
-                                 for r in tests]))
+                                 for r in d["seed_tests"]]))
     return sec
 
 
-def loss_section(rep: "Report") -> Section | None:
-    if not any(rep.curve(m, g) for m in rep.models for g in rep.groups()):
+def loss_section(d: D) -> Section | None:
+    if not any(pts for per in d["curves"].values() for pts in per.values()):
         return None
     sec = Section("Accuracy against validation loss",
                   text=["Each point is a training snapshot (and the final model), scored on the same "
                         "tasks; the x axis runs from high to low validation loss (the paper's Figure 4)."],
                   figures=["loss_accuracy.png"])
-    eq = rep.equal_loss()
+    eq, shown = d["equal_loss"], headline(d["groups"])
     if eq:
         target = eq[0]["val_loss"]
         rows = [[r["model"], r["group"], fmt(r["accuracy"]), fmt(r["baseline_accuracy"]),
                  f"{100 * r['difference']:+.1f}" if r["difference"] is not None else
                  (f"n/a (losses {r['loss_span'][0]:.3f}–{r['loss_span'][1]:.3f})" if r["loss_span"] else "n/a")]
-                for r in eq if r["group"] in headline(rep.groups())]
+                for r in eq if r["group"] in shown]
         sec.text.append(f"At equal validation loss: each model's accuracy interpolated linearly between "
-                        f"its checkpoints at {rep.baseline}'s final validation loss ({target:.4f}).")
-        sec.tables.append(Table(["model", "group", "accuracy", f"{rep.baseline}", "difference (points)"], rows))
+                        f"its checkpoints at {d['baseline']}'s final validation loss ({target:.4f}).")
+        sec.tables.append(Table(["model", "group", "accuracy", d["baseline"], "difference (points)"], rows))
     return sec
 
 
-def binding_section(rep: "Report") -> Section | None:
-    rows = rep.binding_rows()
+def binding_section(d: D) -> Section | None:
+    rows = d["binding"]
     if not rows:
         return None
     from .probe import CLASSES
@@ -228,30 +230,30 @@ def binding_section(rep: "Report") -> Section | None:
     return sec
 
 
-def threshold_section(rep: "Report") -> Section | None:
-    rows = [r for r in rep.thresholds() if r["group"] in headline(rep.groups())]
-    if not rows or not any(len(m.checkpoints) for m in rep.models):
+def threshold_section(d: D) -> Section | None:
+    shown = headline(d["groups"])
+    rows = [r for r in d["thresholds"] if r["group"] in shown]
+    if not rows or not any(m["checkpoints"] for m in d["models"]):
         return None
     keys = [k for k in rows[0] if k.startswith("tokens_to_")]
     return Section("Tokens to threshold",
                    text=["Training tokens of the first snapshot (or the final model) whose accuracy "
                          "reaches each level; `–`: never reached."],
                    tables=[Table(["model", "group", *(f"{float(k[10:]):.0%}" for k in keys)],
-                                 [[r["model"], r["group"], *(_count(r[k])
-                                                             for k in keys)] for r in rows])])
+                                 [[r["model"], r["group"], *(_count(r[k]) for k in keys)] for r in rows])])
 
 
-def analysis_sections(rep: "Report") -> list[Section]:
+def analysis_sections(d: D) -> list[Section]:
     out = []
-    if any(m.similarity for m in rep.models):
-        s = next(m.similarity for m in rep.models if m.similarity)
+    if d["similarity"]:
+        s = next(iter(d["similarity"].values()))
         out.append(Section("Block similarity",
                            text=[f"Cosine similarity between every pair of blocks' first feed-forward "
                                  f"weights ({s.get('matrix', 'gate and up projections')}, flattened; "
                                  "the paper's Figure 3), for the final models."],
                            figures=["similarity.png"]))
-    if any(m.linearity for m in rep.models):
-        s = next(m.linearity for m in rep.models if m.linearity)
+    if d["linearity"]:
+        s = next(iter(d["linearity"].values()))
         out.append(Section("Linearity of layers",
                            text=[f"Per layer, the best linear map from the layer's input to its residual "
                                  f"update ({s.get('fit', 'least squares')}), fitted on "
@@ -262,30 +264,23 @@ def analysis_sections(rep: "Report") -> list[Section]:
     return out
 
 
-def tasks_section(rep: "Report") -> Section:
-    by = {(r["model"], r["task"]): r for r in rep.task_rows()}
-    tasks = list(dict.fromkeys(t for m in rep.models for t in m.tasks))
-    rows = [[t] + [(f"{by[(m.name, t)]['accuracy']:.3f} [{by[(m.name, t)]['ci95_lo']:.3f}, "
-                    f"{by[(m.name, t)]['ci95_hi']:.3f}]") if (m.name, t) in by else "–"
-                   for m in rep.models] + [fmt(next((by[(m.name, t)]["chance"] for m in rep.models
-                                                     if (m.name, t) in by), None))]
+def tasks_section(d: D) -> Section:
+    by = _by(d["tasks"], "model", "task")
+    names = _names(d)
+    tasks = list(dict.fromkeys(r["task"] for r in d["tasks"]))
+    rows = [[t] + [f"{by[(n, t)]['accuracy']:.3f} [{by[(n, t)]['ci95_lo']:.3f}, {by[(n, t)]['ci95_hi']:.3f}]"
+                   if (n, t) in by else "–" for n in names]
+            + [fmt(next((by[(n, t)]["chance"] for n in names if (n, t) in by), None))]
             for t in tasks]
-    return Section("Accuracy per task", tables=[Table(["task"] + [m.name for m in rep.models] + ["chance"], rows)])
+    return Section("Accuracy per task", tables=[Table(["task"] + names + ["chance"], rows)])
 
 
-def sections(rep: "Report", notes: list[str]) -> list[Section]:
-    out = [models_section(rep), table_section(rep), gain_section(rep)]
-    seeds = seeds_section(rep)
-    out += [seeds] if seeds is not None else []
-    out.append(paired_section(rep))
-    for extra in (loss_section(rep), threshold_section(rep), binding_section(rep)):
-        if extra is not None:
-            out.append(extra)
-    out += analysis_sections(rep)
-    out.append(tasks_section(rep))
-    if notes:
-        out.append(Section("Notes", text=notes))
-    return out
+def sections(d: D) -> list[Section]:
+    out = [models_section(d), table_section(d), gain_section(d), seeds_section(d), paired_section(d),
+           loss_section(d), threshold_section(d), binding_section(d), *analysis_sections(d), tasks_section(d)]
+    if d["notes"]:
+        out.append(Section("Notes", text=d["notes"]))
+    return [s for s in out if s is not None]
 
 
 # ----------------------------------------------------------------------------- figures
@@ -296,40 +291,32 @@ def headline(groups: list[str]) -> list[str]:
     """The groups the loss-accuracy figure shows: one per primitive (depths, not formats)."""
     picked = [g for g in groups if g in HEADLINE or not g.startswith(("varassign ", "psm-calc"))]
     return picked or groups
-def draw(rep: "Report") -> dict[str, Any]:
+
+
+def draw(d: D) -> dict[str, Any]:
     """name -> matplotlib Figure, for every figure the sections refer to."""
-    groups = rep.groups()
-    rows = {(r["model"], r["group"]): r for r in rep.rows()}
+    groups, names = d["groups"], _names(d)
+    rows = _by([r for r in d["rows"] if r["kind"] == "pretrain"], "model", "group")
     figs: dict[str, Any] = {}
-    acc = {m.name: [rows[(m.name, g)]["accuracy"] if (m.name, g) in rows else None for g in groups]
-           for m in rep.models}
-    ci = {m.name: [(rows[(m.name, g)]["ci95_lo"], rows[(m.name, g)]["ci95_hi"]) if (m.name, g) in rows
-                   else (None, None) for g in groups] for m in rep.models}
-    figs["accuracy.png"] = F.accuracy_bars(groups, acc, ci, [_chance(rep, g) for g in groups])
-    if rep.others:
-        g_all, gains, errors = rep.gains()
-        figs["gain.png"] = F.gain_bars(g_all, gains, errors, rep.baseline)
-    panels = {g: {m.name: rep.curve(m, g) for m in rep.models} for g in headline(groups)}
-    panels = {g: p for g, p in panels.items() if any(len(v) > 1 for v in p.values())}
-    if any(rep.curve(m, g) for m in rep.models for g in groups):
-        figs["loss_accuracy.png"] = F.loss_accuracy(panels or {g: {m.name: rep.curve(m, g) for m in rep.models}
-                                                               for g in groups[:1]},
-                                                    {g: _chance(rep, g) for g in groups})
-    sims = [(m.name, _final_map(m.similarity)) for m in rep.models if m.similarity]
+    acc = {n: [rows[(n, g)]["accuracy"] if (n, g) in rows else None for g in groups] for n in names}
+    ci = {n: [(rows[(n, g)]["ci95_lo"], rows[(n, g)]["ci95_hi"]) if (n, g) in rows else (None, None)
+              for g in groups] for n in names}
+    figs["accuracy.png"] = F.accuracy_bars(groups, acc, ci, [d["chance"][g] for g in groups])
+    if d["others"]:
+        gains = d["gains"]
+        figs["gain.png"] = F.gain_bars(gains["groups"], gains["gains"], gains["errors"], d["baseline"])
+    curves = d["curves"]
+    if any(pts for per in curves.values() for pts in per.values()):
+        panels = {g: curves[g] for g in headline(groups) if any(len(v) > 1 for v in curves[g].values())}
+        figs["loss_accuracy.png"] = F.loss_accuracy(panels or {g: curves[g] for g in groups[:1]}, d["chance"])
+    sims = [(n, _final_map(s)) for n, s in d["similarity"].items()]
     if sims:
         figs["similarity.png"] = F.heatmaps([s for s in sims if s[1] is not None],
                                             "block similarity of the final models")
-    lin = {m.name: m.linearity["layers"] for m in rep.models if m.linearity and m.linearity.get("layers")}
+    lin = {n: s["layers"] for n, s in d["linearity"].items() if s.get("layers")}
     if lin:
         figs["linearity.png"] = F.linearity(lin)
     return figs
-
-
-def _chance(rep: "Report", group: str) -> float | None:
-    from .report_data import task_groups
-
-    values = {t.get("chance") for m in rep.models for name, t in m.tasks.items() if group in task_groups(name)}
-    return values.pop() if len(values) == 1 else None
 
 
 def _final_map(sim: dict[str, Any]) -> Any:
@@ -392,24 +379,19 @@ def to_html(secs: list[Section], title: str, images: dict[str, bytes]) -> str:
     return "\n".join(out) + "\n"
 
 
-def write(rep: "Report", folder: Path, notes: list[str], title: str = "rprim report") -> None:
-    """Figures, ``report.md`` and ``report.html`` into ``folder`` (a temp folder the caller
-    publishes); the data behind the figures goes to ``report.json``."""
+def write(d: D, folder: Path, title: str = "rprim report") -> None:
+    """Figures, ``report.md``, ``report.html`` and ``report.json`` (the data itself) into
+    ``folder`` (a temp folder the caller publishes)."""
     from rprim.core import write_json
 
-    figs = draw(rep)
+    figs = draw(d)
     images = {}
     for name, fig in figs.items():
         F.save(fig, folder / name)
         images[name] = (folder / name).read_bytes()
-    secs = sections(rep, notes)
+    secs = sections(d)
     for s in secs:
         s.figures = [f for f in s.figures if f in figs]
     write_text(folder / "report.md", markdown(secs, title), fsync=False)
     write_text(folder / "report.html", to_html(secs, title, images), fsync=False)
-    write_json(folder / "report.json", {"baseline": rep.baseline, "rows": rep.rows(),
-                                        "tasks": rep.task_rows(), "equal_loss": rep.equal_loss(),
-                                        "paired": rep.paired_rows(), "seeds": rep.seed_rows(),
-                                        "seed_tests": rep.seed_tests(),
-                                        "checkpoints": rep.checkpoint_rows(), "thresholds": rep.thresholds(),
-                                        "binding": rep.binding_rows(), "notes": notes})
+    write_json(folder / "report.json", d)

@@ -73,3 +73,10 @@ def rounded_ratio(k: int, schedule: str, total_steps: int) -> float:
     """The same ratio with integer stage lengths (what a run of ``total_steps`` really does)."""
     steps = apportion(total_steps, parse_schedule(schedule, k))
     return sum((i + 1) * t for i, t in enumerate(steps)) / (k * total_steps)
+
+
+def stage_rows(stages: list[Stage], per_stage: list[int], tokens_per_step: int) -> list[dict[str, object]]:
+    """Per stage: depth, steps and tokens (start and count), and its FLOPs."""
+    return [{"stage": s.index, "depth": s.depth, "start_step": s.start, "end_step": s.end, "steps": s.steps,
+             "start_tokens": s.start * tokens_per_step, "tokens": s.steps * tokens_per_step, "flops": f}
+            for s, f in zip(stages, per_stage)]

@@ -179,6 +179,11 @@ def _p(**kw: Any) -> dict[str, Any]:
     return kw
 
 
+# Settings that may change between a run and its resumption (they do not change the math).
+RESUMABLE_CHANGES = {"snapshot_every", "snapshot_growth", "grad_checkpointing", "log_every", "eval_every",
+                     "ckpt_every", "keep_checkpoints", "step_delay", "compile", "threads", "device", "cache_dir",
+                     "eval_batches", "peak_flops", "micro_batch_size"}
+
 # Presets override TrainConfig defaults. Head dims: tiny 32, small 64, paper-1b/2b 64, 8b 128.
 PRESETS: dict[str, dict[str, Any]] = {
     # CPU: the whole run (tokenizer training included) takes about a minute on 2 cores.

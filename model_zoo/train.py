@@ -1,5 +1,5 @@
 """``train`` (one run: checks, lock, then the :class:`~rprim.model_zoo.trainer.Trainer`), ``plan``
-(stages, tokens and FLOPs without training) and the training summary.
+(stages, tokens and FLOPs without training). The training summary is ``model_zoo.summary``.
 
 Importing this module is light (no torch): ``rprim plan`` and the checks of ``rprim train`` run
 before torch loads. Bad input fails here in one line before any data is prepared.
@@ -8,22 +8,17 @@ before torch loads. Bad input fails here in one line before any data is prepared
 from __future__ import annotations
 
 import os
-import statistics
 from pathlib import Path
 from typing import Any
 
 from rprim.core import RprimError, default_threads
 from rprim.core import cache_dir as core_cache_dir
 from rprim.model_zoo.corpora import resolve_corpus
-from rprim.model_zoo.flops import FlopModel, layer_params, ratio_to_baseline, stage_flops
+from rprim.model_zoo.flops import FlopModel, layer_params, ratio_to_baseline, stage_flops, stage_rows
 from rprim.model_zoo.presets import TrainConfig
 from rprim.model_zoo.runfolder import RunFolder
-from rprim.model_zoo.schedule import Stage, make_stages
+from rprim.model_zoo.schedule import make_stages
 
-# Settings that may change between a run and its resumption (they do not change the math).
-RESUMABLE_CHANGES = {"snapshot_every", "snapshot_growth", "grad_checkpointing", "log_every", "eval_every",
-                     "ckpt_every", "keep_checkpoints", "step_delay", "compile", "threads", "device", "cache_dir",
-                     "eval_batches", "peak_flops", "micro_batch_size"}
 
 
 def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, overwrite: bool = False,
@@ -91,7 +86,7 @@ def plan(cfg: TrainConfig) -> dict[str, Any]:
         "method": cfg.method, "schedule": cfg.schedule if cfg.method != "baseline" else None,
         "block_size": cfg.block_size, "n_layers": cfg.n_layers, "steps": total, "mix": cfg.mix,
         "tokens_per_step": cfg.tokens_per_step, "tokens": total * cfg.tokens_per_step,
-        "stages": _stage_rows(stages, per_stage, cfg.tokens_per_step),
+        "stages": stage_rows(stages, per_stage, cfg.tokens_per_step),
         "flops": sum(per_stage), "baseline_flops": base,
         "flop_ratio": ratio_to_baseline(stages, cfg.n_layers, fm, with_head=True),
         "flop_ratio_no_head": ratio_to_baseline(stages, cfg.n_layers, fm, with_head=False),
@@ -101,41 +96,3 @@ def plan(cfg: TrainConfig) -> dict[str, Any]:
     }
 
 
-def _stage_rows(stages: list[Stage], per_stage: list[int], tokens_per_step: int) -> list[dict[str, Any]]:
-    return [{"stage": s.index, "depth": s.depth, "start_step": s.start, "end_step": s.end, "steps": s.steps,
-             "start_tokens": s.start * tokens_per_step, "tokens": s.steps * tokens_per_step, "flops": f}
-            for s, f in zip(stages, per_stage)]
-
-
-def summarize(trainer, final_val: float) -> dict[str, Any]:
-    """training_summary.json: what was trained, on what, how fast, to which losses."""
-    import json
-
-    from rprim.model_zoo.metrics import steady_state
-
-    cfg, st, fm, stages = trainer.cfg, trainer.state, trainer.fm, trainer.stages
-    per_stage = stage_flops(stages, fm, cfg.tokens_per_step)
-    tps = st.tokens / st.train_time if st.train_time > 0 else None
-    rows = [json.loads(x) for x in trainer.folder.metrics.read_text().splitlines()] if trainer.dist.main else []
-    steady = steady_state(rows, cfg.n_layers, fm.per_token(cfg.n_layers), trainer.peak, st.starts)
-    mfus = [r["mfu"] for r in rows if r.get("mfu")]
-    return {
-        "method": cfg.method, "schedule": cfg.schedule if cfg.method != "baseline" else None,
-        "block_size": cfg.block_size, "n_layers": cfg.n_layers, "steps": st.step,
-        "tokens": st.tokens, "world_size": trainer.dist.world,
-        "stages": _stage_rows(stages, per_stage, cfg.tokens_per_step),
-        "growth_steps": st.growth_steps, "flops": st.flops,
-        "baseline_flops": st.tokens * fm.per_token(cfg.n_layers),
-        "flop_ratio": ratio_to_baseline(stages, cfg.n_layers, fm),
-        "flop_ratio_no_head": ratio_to_baseline(stages, cfg.n_layers, fm, with_head=False),
-        "final_train_loss": trainer.train_loss(), "final_val_loss": final_val,
-        "wall_time_s": trainer.wall_time(), "train_time_s": st.train_time, "compile_time_s": st.compile_time,
-        "compiled": trainer.compile_on, "device": trainer.device, "tokens_per_s": tps,
-        "mfu": (st.flops / st.train_time / trainer.peak) if (trainer.peak and st.train_time) else None,
-        **steady, "median_mfu_logged": statistics.median(mfus) if mfus else None,
-        "corpus": trainer.corpus.names, "corpus_licences": trainer.corpus.licences,
-        "corpus_tokens": trainer.tfile.n_tokens, "corpus_hash": trainer.tfile.manifest.get("corpus_hash"),
-        "tokenizer_hash": trainer.tfile.manifest.get("tokenizer_hash"), "vocab_size": len(trainer.tok),
-        "mix": trainer.mixfile.summary() if trainer.mixfile is not None else None,
-        "config": cfg.to_dict(),
-    }

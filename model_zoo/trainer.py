@@ -373,7 +373,7 @@ class Trainer:
 
     def finish(self) -> dict[str, Any]:
         """Final validation loss and checkpoint, the HF folder at ``out``, the training summary."""
-        from rprim.model_zoo.train import summarize
+        from rprim.model_zoo.summary import summarize
 
         self.pause()
         final_val = self.evaluate()
@@ -392,7 +392,7 @@ class Trainer:
 
 def check_resumable(saved: dict[str, Any], cfg) -> None:
     """RprimError naming every setting that differs from the checkpoint's and changes the math."""
-    from rprim.model_zoo.train import RESUMABLE_CHANGES
+    from rprim.model_zoo.presets import RESUMABLE_CHANGES
 
     now = cfg.to_dict()
     diffs = [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(saved) | set(now))

@@ -11,8 +11,7 @@ the ``rprim.primitives`` entry-point group). The canonical suite is ``suite_name
 from .base import (FEWSHOT_DELIMITER, GENERATOR_VERSION, SPLITS, GenerationStats, Primitive,
                    content_hash)
 from rprim.core import RprimError
-from .registry import SUITE, families, get, names, register, resolve, suite_names
-from .render import formats, register_template
+from .registry import SUITE, families, formats, get, names, register, register_template, resolve, suite_names
 from .suite import load_suite, suite_dir, write_suite
 
 __all__ = [

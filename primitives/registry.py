@@ -18,6 +18,7 @@ from .base import Primitive
 from .copying import Copying
 from rprim.core import RprimError
 from .psm import PSM
+from .render import TemplateSources, add_template, formats_of
 from .varassign import VarAssign
 
 ENTRY_POINT_GROUP = "rprim.primitives"
@@ -62,6 +63,23 @@ def families() -> dict[str, type[Primitive]]:
     """Registered families (built-in and plugins), by name."""
     _load_plugins()
     return dict(sorted(_FAMILIES.items()))
+
+
+def _sources(family: str) -> TemplateSources:
+    """The shipped templates of a registered family (none for an unknown one)."""
+    cls = families().get(family)
+    return cls.template_sources() if cls is not None else TemplateSources(None, {})
+
+
+def formats(family: str) -> list[str]:
+    """Formats available for a family: shipped templates plus registered ones, sorted."""
+    return formats_of(family, _sources(family))
+
+
+def register_template(family: str, fmt: str, source: Any) -> None:
+    """Add a surface format for a family from jinja2 source text or a ``.j2`` file (a
+    ``pathlib.Path``); see :func:`rprim.primitives.render.add_template`."""
+    add_template(family, fmt, source, _sources(family))
 
 
 def suite_names() -> list[str]:

@@ -93,33 +93,30 @@ class TemplateSources:
         return path.read_text(encoding="utf-8") if path is not None and path.is_file() else None
 
 
-def _sources(family: str) -> TemplateSources:
-    """The shipped templates of a registered family (none for an unknown one)."""
-    from .registry import families  # here, not at import: the registry imports the families
-
-    cls = families().get(family)
-    return cls.template_sources() if cls is not None else TemplateSources(None, {})
+_NO_SOURCES = TemplateSources(None, {})
 
 
-def template_source(family: str, fmt: str, sources: TemplateSources | None = None) -> str:
-    """The jinja2 source of a format: a registered user template, else the shipped one."""
+def template_source(family: str, fmt: str, sources: TemplateSources) -> str:
+    """The jinja2 source of a format: a registered user template, else the shipped one
+    (``sources``: the family's, from its class; the registry passes them)."""
     if (family, fmt) in _USER_TEMPLATES:
         return _USER_TEMPLATES[(family, fmt)]
-    text = (sources or _sources(family)).get(fmt)
+    text = sources.get(fmt)
     if text is None:
         raise RprimError(f"unknown format {fmt!r} for {family}; choose one of "
-                         f"{', '.join(formats(family, sources))} or register a template")
+                         f"{', '.join(formats_of(family, sources))} or register a template")
     return text
 
 
-def formats(family: str, sources: TemplateSources | None = None) -> list[str]:
-    """Formats available for a family: shipped templates plus registered ones, sorted."""
+def formats_of(family: str, sources: TemplateSources = _NO_SOURCES) -> list[str]:
+    """Formats available for a family: its shipped templates plus registered ones, sorted."""
     found = {f for fam, f in _USER_TEMPLATES if fam == family}
-    return sorted(found | (sources or _sources(family)).names())
+    return sorted(found | sources.names())
 
 
-def register_template(family: str, fmt: str, source: str | Path) -> None:
-    """Add a surface format for a family from jinja2 source text or a ``.j2`` file.
+def add_template(family: str, fmt: str, source: str | Path, shipped: TemplateSources = _NO_SOURCES) -> None:
+    """Add a surface format for a family from jinja2 source text or a ``.j2`` file
+    (``rprim.primitives.register_template`` passes the family's ``shipped`` templates).
 
     The template sees the same context as the shipped ones (``template_variables``). A user
     format may not take the name of a shipped one: data in the user's wording must never be
@@ -133,7 +130,6 @@ def register_template(family: str, fmt: str, source: str | Path) -> None:
     except (OSError, UnicodeDecodeError) as e:
         raise RprimError(f"cannot read template {source}: {getattr(e, 'strerror', None) or e}; "
                          "give a UTF-8 .j2 file") from None
-    shipped = _sources(family)
     if fmt in shipped.names() and shipped.get(fmt) != text:
         raise RprimError(f"{fmt!r} is a built-in {family} format; name your template "
                          f"differently (e.g. {fmt}_mine.j2) so its data are not labelled as rprim's")
@@ -175,7 +171,7 @@ def template_variables(context: dict[str, Any]) -> str:
 
 
 def compile_template(family: str, fmt: str, context: dict[str, Any],
-                     sources: TemplateSources | None = None) -> Skeleton:
+                     sources: TemplateSources) -> Skeleton:
     """Render the format's template once with slot placeholders and compile it."""
     where = f"template {family}/{fmt}"
     source = template_source(family, fmt, sources)

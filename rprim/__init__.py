@@ -10,13 +10,8 @@ Attributes load on first use, so ``import rprim`` costs nothing until you ask fo
 from __future__ import annotations
 
 import os as _os
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-try:
-    __version__ = version("rprim")
-except PackageNotFoundError:  # running from a source tree without installing
-    __version__ = "0.0.0+local"
 
 # In a checkout, the sub-packages live beside this folder (primitives/, evaluators/, ...), and
 # pyproject maps them into the ``rprim`` namespace when installing. Python started in the
@@ -42,6 +37,10 @@ def __getattr__(name: str) -> Any:
         from rprim.evaluators import evaluate
 
         return evaluate
+    if name == "__version__":
+        from rprim.core.paths import package_version
+
+        return package_version()
     if name == "RprimError":
         from rprim.core import RprimError
 

@@ -6,7 +6,6 @@ arguments and output folders have been checked.
 
 from __future__ import annotations
 
-from typing import Any
 
 import click
 

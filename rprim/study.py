@@ -141,7 +141,7 @@ class StudySettings:
 
     def record(self) -> dict[str, Any]:
         """What must match for a rerun to continue this study (methods may be added)."""
-        from rprim.model_zoo.train import RESUMABLE_CHANGES  # runtime settings: free to change
+        from rprim.model_zoo.presets import RESUMABLE_CHANGES  # runtime settings: free to change
 
         p = self.preset
         free = (RESUMABLE_CHANGES | {"method", "threads"}) - {"snapshot_every", "snapshot_growth"}
@@ -358,12 +358,19 @@ def finetune_part(s: StudySettings, method: str, seed: int = 0) -> Part:
     out = results_dir(s, method, seed) / "finetune"
     units = len(cfg.seeds) * (cfg.steps + len(cfg.eval_steps) * len(cfg.tasks) * cfg.eval_n / 50)
 
+    def done() -> bool:
+        try:
+            return bool(json.loads((out / "results.json").read_text(encoding="utf-8")).get("complete", True))
+        except (OSError, ValueError, AttributeError):
+            return False
+
     def run() -> None:
-        results = F.finetune(str(run_dir(s, method, seed).resolve()), cfg, log=lambda m: _log("  " + m))
-        F.save_results(results, out)
+        # into its folder seed by seed: an interrupted study keeps the seeds it finished
+        F.finetune(str(run_dir(s, method, seed).resolve()), cfg, log=lambda m: _log("  " + m),
+                   out=out, resume=(out / "results.json").is_file())
 
     return Part(f"fine-tune {run_name(method, seed)} ({len(cfg.seeds)} seed(s) x {cfg.steps} steps)", "finetune", units,
-                lambda: (out / "results.json").is_file(), run)
+                done, run)
 
 
 def check_analysis_out(out: str | Path, kind: str) -> Path:

@@ -36,10 +36,10 @@ if [ "$DRY" = "1" ]; then
   EVAL_N=30; EVAL_DEV=cpu
 else
   PRESET=small; DEV=""; EAGER_STEPS=$((STEPS / 2)); EVAL_N=1000; EVAL_DEV=cuda
-  $PY - <<'EOF' || exit 2
-import torch
-assert torch.cuda.is_available(), "no CUDA device visible"
-EOF
+  if ! $PY -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+    echo "gpu_check: no CUDA device visible to $PY; run it on a GPU machine (DRY=1 checks the script on the CPU)" >&2
+    exit 2
+  fi
 fi
 $PY - <<'EOF' | tee -a "$SUMMARY"
 import platform, torch, transformers, rprim

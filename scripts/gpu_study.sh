@@ -25,11 +25,14 @@ STEPS=${STEPS:-}
 KEEP=${KEEP:-0}
 
 $PY - <<'PYEOF' || exit 2
-import importlib.util, torch, transformers
-assert torch.cuda.is_available(), "no CUDA device visible"
-missing = [m for m in ("rprim", "click", "jinja2", "numpy", "tokenizers", "safetensors", "tqdm", "pandas",
-                       "matplotlib") if importlib.util.find_spec(m) is None]
-assert not missing, f"missing modules: {missing}"
+import importlib.util, sys
+missing = [m for m in ("torch", "transformers", "rprim", "click", "jinja2", "numpy", "tokenizers", "safetensors",
+                       "tqdm", "pandas", "matplotlib") if importlib.util.find_spec(m) is None]
+if missing:
+    sys.exit(f"gpu_study: missing modules {', '.join(missing)}; install them into {sys.executable}")
+import torch, transformers
+if not torch.cuda.is_available():
+    sys.exit("gpu_study: no CUDA device visible; run it on a GPU machine")
 print(f"torch {torch.__version__}, transformers {transformers.__version__}, {torch.cuda.get_device_name()}")
 PYEOF
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 import rprim.primitives as P
-from rprim.evaluators.evaluate import data_hash, task_names, task_records
+from rprim.evaluators.data import data_hash, task_names, task_records
 from rprim.evaluators.results import Results
 
 

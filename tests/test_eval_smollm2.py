@@ -32,7 +32,7 @@ def test_missing_package_names_the_install_command(monkeypatch, tmp_path):
 def smol():
     import torch
 
-    from rprim.evaluators.hf import load_hf
+    from rprim.evaluators.loading import load_hf
 
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     path = reference.reference_path("smollm2-135m")
@@ -81,7 +81,8 @@ def test_fast_path_equals_generate_example_by_example(smol):
 def test_gguf_file_loads_directly(smol):
     """``--model file.gguf`` works too (transformers de-quantizes it on load)."""
     from rprim.evaluators.backend import Request
-    from rprim.evaluators.hf import HFBackend, load_hf
+    from rprim.evaluators.hf import HFBackend
+    from rprim.evaluators.loading import load_hf
 
     _, model, tok = smol
     g_model, g_tok, where = load_hf(str(reference.gguf_path("smollm2-135m")))

@@ -1,9 +1,19 @@
-"""Where things are: the one cache folder, and how to install an extra of this copy of rprim."""
+"""Where things are: the one cache folder, this rprim's version, and how to install an extra of it."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+
+def package_version() -> str:
+    """This rprim's version (``0.0.0+local`` in a source tree that was never installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rprim")
+    except PackageNotFoundError:
+        return "0.0.0+local"
 
 
 def cache_dir() -> Path:
