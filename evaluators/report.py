@@ -311,13 +311,15 @@ class Report:
         }
 
     # ------------------------------------------------------------------ output
-    def write(self, out: str | Path, notes: Iterable[str] = (), title: str = "rprim report") -> Path:
+    def write(self, out: str | Path, notes: Iterable[str] = (), title: str = "rprim report",
+              data: dict[str, Any] | None = None) -> Path:
         """Write ``report.md``, the PNG figures, ``report.html`` and ``report.json`` into
-        ``out`` (atomically; a previous report there is updated, other files are kept)."""
+        ``out`` (atomically; a previous report there is updated, other files are kept).
+        ``data``: this report's :meth:`data` when the caller already has it."""
         from . import report_render
 
         out = check_report_folder(out)
-        data = self.data(notes)
+        data = self.data(notes) if data is None else data
         with atomic_folder(out, kind=REPORT_KIND) as tmp:
             report_render.write(data, tmp, title)
         return out

@@ -283,6 +283,18 @@ def sections(d: D) -> list[Section]:
     return [s for s in out if s is not None]
 
 
+def text_table(d: D) -> str:
+    """The accuracy-by-group table as aligned plain text (for a terminal)."""
+    by = _by(d["rows"], "model", "group")
+    names = _names(d)
+    head = ["group", *names]
+    rows = [[g] + [_cell(by.get((n, g))) for n in names] for g in d["groups"] + d["finetune_groups"]]
+    rows.append(["final val loss"] + [fmt(m["val_loss"], 4) for m in d["models"]])
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+                     for r in [head, *rows])
+
+
 # ----------------------------------------------------------------------------- figures
 HEADLINE = ("copying", "varassign d0", "varassign d1", "varassign d2", "varassign d3", "psm", "arithmetic")
 

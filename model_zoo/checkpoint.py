@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from rprim.core import atomic_folder, write_json, write_text
+from rprim.core import atomic_folder, check_free_space, write_json, write_text
 
 
 def save(root: Path, step: int, payload: dict[str, Any], meta: dict[str, Any], keep: int = 2) -> Path:
@@ -21,6 +21,9 @@ def save(root: Path, step: int, payload: dict[str, Any], meta: dict[str, Any], k
     import torch
 
     final = root / f"step-{step:08d}"
+    check_free_space(root, _tensor_bytes(payload) + (1 << 20), f"the checkpoint of step {step}",
+                     "free some space (the previous checkpoint is intact; --resume continues from it) "
+                     "or lower keep_checkpoints")
     with atomic_folder(final) as tmp:  # the same step saved twice (a resumed run) is replaced
         with open(tmp / "state.pt", "wb") as fh:
             torch.save(payload, fh)
@@ -33,6 +36,17 @@ def save(root: Path, step: int, payload: dict[str, Any], meta: dict[str, Any], k
         if p != final:
             shutil.rmtree(p, ignore_errors=True)
     return final
+
+
+def _tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensors in a nested payload (what torch.save writes, give or take)."""
+    if hasattr(obj, "element_size") and hasattr(obj, "nelement"):
+        return obj.element_size() * obj.nelement()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
 
 
 def latest(root: Path) -> Path | None:

@@ -76,6 +76,7 @@ class TrainConfig:
     eval_every: int = 100
     eval_batches: int = 4
     ckpt_every: int = 100
+    ckpt_every_s: float = 600.0  # also checkpoint when this many seconds passed since the last (0: off)
     keep_checkpoints: int = 2
     snapshot_every: int = 0  # >0: an HF folder at OUT/snapshots/step-N every N steps (0: off)
     snapshot_growth: bool = False  # an HF folder at the end of each stage, just before it grows
@@ -160,6 +161,9 @@ class TrainConfig:
             raise RprimError(f"lr must be positive; got {self.lr}")
         if self.threads is not None and self.threads < 1:
             raise RprimError(f"threads must be a positive integer (or none); got {self.threads}")
+        if not self.ckpt_every_s >= 0:
+            raise RprimError(f"ckpt_every_s must be >= 0 seconds (0 turns time-based checkpoints off); "
+                             f"got {self.ckpt_every_s}")
         if self.snapshot_every < 0:
             raise RprimError(f"snapshot_every must be >= 0 steps (0 turns snapshots off); got {self.snapshot_every}")
         if self.mix_loss not in ("answers", "all"):
@@ -181,7 +185,7 @@ def _p(**kw: Any) -> dict[str, Any]:
 
 # Settings that may change between a run and its resumption (they do not change the math).
 RESUMABLE_CHANGES = {"snapshot_every", "snapshot_growth", "grad_checkpointing", "log_every", "eval_every",
-                     "ckpt_every", "keep_checkpoints", "step_delay", "compile", "threads", "device", "cache_dir",
+                     "ckpt_every", "ckpt_every_s", "keep_checkpoints", "step_delay", "compile", "threads", "device", "cache_dir",
                      "eval_batches", "peak_flops", "micro_batch_size"}
 
 # Presets override TrainConfig defaults. Head dims: tiny 32, small 64, paper-1b/2b 64, 8b 128.

@@ -86,7 +86,10 @@ def make_stages(method: str, n_layers: int, block_size: int, schedule: str, tota
     if k > 1 and min(steps) < 1:
         fractions = parse_schedule(schedule, k)
         bound = math.ceil(1 / min(fractions))  # every stage surely gets a step with this many
-        need = next((t for t in range(k, min(bound, k + 100_000)) if min(apportion(t, fractions)) >= 1), bound)
+        # the smallest count from which *every* count works (rounding makes some counts above
+        # the first working one fail again: prop-2 with 4 stages works at 10, not at 11)
+        fails = [t for t in range(k, min(bound, k + 100_000)) if min(apportion(t, fractions)) < 1]
+        need = max(fails) + 1 if fails else k
         raise RprimError(f"{total_steps} steps leave a stage of the {schedule} schedule empty; "
                          f"use --steps {max(need, k)} or more")
     stages, start = [], 0

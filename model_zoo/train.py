@@ -28,14 +28,9 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, overwrite:
     ``resume``: continue the run in ``out`` from its latest checkpoint (a complete run is left
     as it is and its summary returned). ``overwrite``: replace the run in ``out``.
     """
-    cfg.validate()
     folder = RunFolder(out, resume, overwrite)
     folder.check()
-    stages = make_stages(cfg.method, cfg.n_layers, cfg.block_size, cfg.schedule, cfg.total_steps)
-    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else core_cache_dir()
-    corpus = resolve_corpus(cfg.corpus, cache_dir, cfg.max_corpus_bytes)
-    if not corpus.files:
-        raise RprimError(f"corpus {', '.join(cfg.corpus)} has no files; point --corpus at text files")
+    stages, cache_dir, corpus = preflight(cfg)
 
     import torch
 
@@ -57,6 +52,40 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, overwrite:
             return Trainer(cfg, folder, dist, par, stages, corpus, cache_dir, progress, quiet).run()
     finally:
         D.shutdown(dist)
+
+
+def preflight(cfg: TrainConfig) -> tuple[list[Any], Path, Any]:
+    """Every check a run makes before it touches a folder: settings, stages, the cache folder,
+    the corpus and the device. ``rprim study`` calls it for each run before the study exists.
+    Returns (stages, cache folder, corpus)."""
+    cfg.validate()
+    stages = make_stages(cfg.method, cfg.n_layers, cfg.block_size, cfg.schedule, cfg.total_steps)
+    cache_dir = check_cache_dir(Path(cfg.cache_dir).expanduser() if cfg.cache_dir else core_cache_dir())
+    corpus = resolve_corpus(cfg.corpus, cache_dir, cfg.max_corpus_bytes)
+    if not corpus.files:
+        raise RprimError(f"corpus {', '.join(cfg.corpus)} has no files; point --corpus at text files")
+    if cfg.device != "auto" or os.environ.get("RPRIM_DEVICE"):
+        from rprim.core.torch_util import resolve_device
+
+        resolve_device(cfg.device, "--set device=")
+    return stages, cache_dir, corpus
+
+
+def check_cache_dir(folder: Path) -> Path:
+    """The cache folder, created if missing; one line if it is a file, read-only or not creatable."""
+    where = "the cache folder (--cache-dir / --set cache_dir, else RPRIM_CACHE)"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise RprimError(f"{where} {folder} is a file, not a folder; point it at a folder") from None
+    except OSError as e:
+        raise RprimError(f"{where} {folder} cannot be created ({e.strerror or e}); point it at a writable "
+                         "folder") from None
+    if not folder.is_dir():
+        raise RprimError(f"{where} {folder} is not a folder; point it at a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise RprimError(f"{where} {folder} is not writable; point it at a writable folder")
+    return folder
 
 
 def _complete_run(folder: RunFolder, cfg: TrainConfig) -> dict[str, Any] | None:

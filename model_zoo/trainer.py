@@ -58,6 +58,7 @@ class Trainer:
         self.device = dist.device
         self.total = cfg.total_steps
         self.t_start = time.perf_counter()
+        self.last_checkpoint = self.t_start
         self.meter = Meter(self.device)
         self.state = RunState()
         self.mixfile = None
@@ -79,15 +80,46 @@ class Trainer:
         self.warm_up()
         bar = self.progress_bar()
         self.meter.resume()
-        while self.state.step < self.total:
-            stage = stage_at(self.stages, self.state.step)
-            if self.depth < stage.depth:
-                self.grow(stage)
-            lr = self.train_step()
-            bar.update(1)
-            self.after_step(stage, lr, bar)
+        with self.stop_between_steps() as stop:
+            while self.state.step < self.total:
+                stage = stage_at(self.stages, self.state.step)
+                if self.depth < stage.depth:
+                    self.grow(stage)
+                lr = self.train_step()
+                bar.update(1)
+                self.after_step(stage, lr, bar)
+                if stop and self.state.step < self.total:
+                    self.checkpoint("interrupted")  # resuming then costs nothing
+                    raise KeyboardInterrupt
         bar.close()
         return self.finish()
+
+    @contextlib.contextmanager
+    def stop_between_steps(self):
+        """Ctrl-C / SIGTERM during the loop (one process): finish the step, checkpoint, stop.
+        An interruption inside an optimizer step would leave weights half updated, so the signal
+        only sets a flag (a list, true once set) that the loop reads at the step boundary. With
+        several ranks the signal keeps its default path (the time-based checkpoints bound the loss)."""
+        import signal
+        import threading
+
+        flag: list[bool] = []
+        if self.dist.world > 1 or threading.current_thread() is not threading.main_thread():
+            yield flag
+            return
+
+        def request(signum, frame) -> None:
+            if flag:  # a second Ctrl-C: stop now
+                raise KeyboardInterrupt
+            flag.append(True)
+            self.log("interrupted: finishing this step, then a checkpoint (Ctrl-C again to stop at once)")
+
+        old = {sig: signal.signal(sig, request) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield flag
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
 
     @property
     def depth(self) -> int:
@@ -151,8 +183,9 @@ class Trainer:
         self.data = PackedTokens(self.tfile.array(), self.cfg.seq_len, self.cfg.val_fraction,
                                  train_tokens=self.mixfile.array(), train_mask=self.mixfile.mask())
         m = self.mixfile.manifest
-        self.log(f"mix {self.cfg.mix}: {m['mix_tokens']:,} of {m['n_tokens']:,} training tokens ({m['fraction']:.1%}), "
-                 f"loss on {m['loss']} ({m['loss_tokens']:,} tokens)")
+        within = "the corpus and the mix's answers" if m["loss"] == "answers" else "every token"
+        self.log(f"mix {self.cfg.mix}: {m['mix_tokens']:,} of {m['n_tokens']:,} training tokens ({m['fraction']:.1%}); "
+                 f"the loss is on {within} ({m['loss_tokens']:,} tokens)")
 
     def batch(self, idx: list[int]):
         """(inputs, targets) of training windows on the device (pinned memory and an
@@ -274,6 +307,8 @@ class Trainer:
             self.snapshot(stage.index, grows_next)
         if s % cfg.ckpt_every == 0 and s < total:
             self.checkpoint("periodic")
+        elif s < total and cfg.ckpt_every_s and self.checkpoint_due(s):
+            self.checkpoint("time")
         self.meter.resume()
 
     def pause(self) -> None:
@@ -327,9 +362,18 @@ class Trainer:
         full = self.par.full_state(self.root, self.optimizer)[0] if self.par.sharded else None
         return self.par.plain(self.root, full, self.build) if self.dist.main else None
 
+    def checkpoint_due(self, step: int) -> bool:
+        """``ckpt_every_s`` seconds since the last checkpoint (rank 0's clock; with several
+        ranks asked only at logging steps, where the ranks meet anyway)."""
+        due = time.perf_counter() - self.last_checkpoint >= self.cfg.ckpt_every_s
+        if self.dist.world == 1:
+            return due
+        return step % self.cfg.log_every == 0 and D.mean(1.0 if (due and self.dist.main) else 0.0, self.dist) > 0
+
     def checkpoint(self, reason: str) -> None:
         """Model, optimizer, sampler, RNG and run state, on rank 0 (collective: FSDP gathers)."""
         self.pause()
+        self.last_checkpoint = time.perf_counter()
         model_state, optim_state = self.par.full_state(self.root, self.optimizer)
         st = self.state
         st.last_loss = self.train_loss()

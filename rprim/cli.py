@@ -9,6 +9,9 @@ traceback; SIGTERM unwinds like Ctrl-C, so temp files are removed and finished w
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 import sys
 
 import click
@@ -45,6 +48,37 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+# OS errors that are the machine's state, said in one line (anything else is a bug: traceback)
+ENVIRONMENT = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+               errno.EISDIR, errno.EEXIST, errno.ENOENT, errno.ENAMETOOLONG, errno.ELOOP, errno.EMFILE,
+               errno.ENFILE, errno.EIO, errno.EFBIG}
+
+
+def _free_space(path: str | None) -> str:
+    """Free bytes on the file system holding ``path`` (its nearest existing parent), as text."""
+    probe = os.path.abspath(path or ".")
+    while probe and not os.path.exists(probe):
+        probe = os.path.dirname(probe) if os.path.dirname(probe) != probe else ""
+    try:
+        free = shutil.disk_usage(probe or ".").free
+    except OSError:
+        return ""
+    return f" ({free / 2**20:,.1f} MiB free there)"
+
+
+def environment_error(e: OSError) -> str | None:
+    """One line for an OS error caused by the machine's state, else None."""
+    if e.errno not in ENVIRONMENT:
+        return None
+    where = e.filename or "the output"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return (f"cannot write {where}: {e.strerror or 'no space left on device'}{_free_space(e.filename)}; "
+                "nothing was half written (finished work is kept): free some space, or pass an output "
+                "folder (and --cache-dir / RPRIM_CACHE) on a disk with room")
+    return (f"cannot use {where}: {e.strerror or e}; check that the path exists and is writable "
+            "(also --cache-dir / RPRIM_CACHE), or choose another folder")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into one line and exit status 2."""
     sigterm_as_interrupt()
@@ -71,3 +105,12 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:  # `rprim generate ... | head`
         sys.stderr.close()
         sys.exit(0)
+    except OSError as e:  # the machine, not rprim: a full disk, a read-only or missing folder
+        message = environment_error(e)
+        if message is None:
+            raise
+        _fail(message)
+    except RuntimeError as e:  # torch.save reports a failed write as a RuntimeError
+        if "file write failed" not in str(e) and "No space left" not in str(e):
+            raise
+        _fail(environment_error(OSError(errno.ENOSPC, "No space left on device")) or str(e))

@@ -5,6 +5,7 @@ Light to import (numpy, jinja2); the exports load their extras inside the comman
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
@@ -102,6 +103,7 @@ def generate(task_name: str, depth: int | None, fmt: str | None, width: int | No
         raise RprimError(f"unknown split {split!r}; use one of {', '.join(P.SPLITS)}")
     if out:
         check_records_path(out)
+        _check_room(task, n, split, seed, shots, out)
     stats = P.GenerationStats()
     chunks = task.iter_chunks(n, seed=seed, split=split, shots=shots, unique=not allow_duplicates,
                               per_query_shots=per_query_shots, stats=stats)  # checks n, shots
@@ -114,6 +116,19 @@ def generate(task_name: str, depth: int | None, fmt: str | None, width: int | No
     if stats.duplicates:
         verb = "kept" if allow_duplicates else "skipped"
         click.echo(f"{verb} {stats.duplicates} repeated queries out of {stats.scanned} drawn", err=True)
+
+
+def _check_room(task, n: int, split: str, seed: int, shots: int, out: str) -> None:
+    """Refuse, before writing, an --n whose records cannot fit on the output's disk (the size
+    of a JSONL record is measured on the first few; Parquet is smaller, so this is safe)."""
+    from rprim.core import check_free_space
+
+    if n <= 0:
+        return
+    sample = task.generate(min(n, 50), seed=seed, split=split, shots=shots, unique=False)
+    per = sum(len(json.dumps(r, ensure_ascii=False)) + 1 for r in sample) / max(1, len(sample))
+    check_free_space(out, int(per * n * 1.05), f"--n {n:,} of {task.name}",
+                     "free some space, lower --n, or write to another disk")
 
 
 @click.command()

@@ -30,8 +30,12 @@ def report(results: tuple[str, ...], out: str, baseline: str | None, title: str)
 
     figures.require()
     target = R.check_report_folder(out)
+    from rprim.evaluators.report_render import text_table
+
     rep = R.load(results, baseline)
-    path = rep.write(target, title=title)
+    data = rep.data()
+    path = rep.write(target, title=title, data=data)
+    click.echo(text_table(data))
     click.echo(f"report: {path / 'report.md'} and {path / 'report.html'}", err=True)
 
 

@@ -189,8 +189,10 @@ def resolve(preset: str | StudyPreset, out: str | Path, methods: str | tuple[str
                              f"least {preset.snapshots}")
         extra.update(steps=steps, tokens=None)
     s = StudySettings(preset, Path(out).expanduser(), names, mix, tuple(corpus), extra, threads, seeds)
-    for m, seed in s.runs():  # every run's config must validate now, not after the first run trained
-        train_config(s, m, seed)
+    from rprim.model_zoo.train import preflight
+
+    for m, seed in s.runs():  # every run's checks now, before the study folder exists
+        preflight(train_config(s, m, seed))
     _check_out(s)
     return s
 
@@ -218,10 +220,16 @@ def _check_out(s: StudySettings) -> None:
         except ValueError:
             old = None
         new = json.loads(json.dumps(s.record()))
-        if not isinstance(old, dict) or old.get("settings") != new:
+        if (not isinstance(old, dict) or old.get("settings") != new) and _started(s.out):
             diffs = _diff(old.get("settings") if isinstance(old, dict) else None, new)
             raise RprimError(f"{s.out} holds a study with other settings ({diffs}); rerun with the same "
                              "settings to continue it, or pass a new --out")
+
+
+def _started(out: Path) -> bool:
+    """Whether any part of the study in ``out`` wrote something (a study that never started,
+    say after a failed check, holds nothing to protect: other settings may replace it)."""
+    return any(p.is_file() for sub in ("runs", "results") for p in (out / sub).rglob("*"))
 
 
 def _diff(old: Any, new: dict[str, Any]) -> str:
@@ -260,6 +268,14 @@ def _log(msg: str) -> None:
     print(msg, flush=True)
 
 
+def _bars() -> bool:
+    """Progress bars inside parts only on a terminal: a captured log (a file, CI) keeps the
+    study's own lines, one per part with its ETA, instead of every redraw of every bar."""
+    import sys
+
+    return sys.stderr.isatty()
+
+
 def train_part(s: StudySettings, method: str, seed: int = 0) -> Part:
     from rprim.model_zoo.train import plan
 
@@ -273,7 +289,7 @@ def train_part(s: StudySettings, method: str, seed: int = 0) -> Part:
 
         # a run folder there (an interrupted run): the trainer continues it from its latest
         # checkpoint, or starts it afresh when it had none
-        train(cfg, folder, resume=RunFolder(folder).is_run(), progress=True, quiet=False)
+        train(cfg, folder, resume=RunFolder(folder).is_run(), progress=_bars(), quiet=False)
 
     return Part(f"train {run_name(method, seed)} ({p['steps']} steps, {p['tokens']:,} tokens, FLOP ratio "
                 f"{p['flop_ratio']:.3f})", "train", p["tokens"] * p["flop_ratio"],
@@ -284,7 +300,7 @@ def _evaluate(model: Path, out: Path, n: int, shots: int, extra: dict[str, Path]
     """Score ``model`` on the suite into results folder ``out``; copy ``extra`` files beside."""
     from rprim.evaluators import evaluate
 
-    res = evaluate(str(model.resolve()), tasks=["suite", *HELD_OUT], shots=shots, n=n, progress=True)
+    res = evaluate(str(model.resolve()), tasks=["suite", *HELD_OUT], shots=shots, n=n, progress=_bars())
     res.save(out)
     _copy_beside(out, extra)
 
@@ -528,7 +544,7 @@ def run(s: StudySettings, log: Callable[[str], None] = _log) -> Path:
 
     with folder_lock(s.out, "study"):
         _check_out(s)
-        if not (s.out / STUDY_FILE).is_file():
+        if not (s.out / STUDY_FILE).is_file() or not _started(s.out):
             write_json(s.out / STUDY_FILE, {"settings": s.record(), "methods": list(s.methods),
                                             "seeds": s.seeds, "regime": s.preset.regime})
         _set_threads(s.threads)

@@ -232,6 +232,11 @@ def test_cli_report_rerun_updates_and_keeps_user_files(two_models, tmp_path):
     out = tmp_path / "rep"
     r = _cli("report", *map(str, two_models), "--out", str(out))
     assert r.returncode == 0, r.stderr
+    # the terminal gets the table: models as columns, a row per group with its interval
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["group", "baseline", "midas"]
+    d0 = next(x for x in lines if x.startswith("varassign d0"))
+    assert "0.250 [" in d0 and "0.550 [" in d0   # 10/40 and 22/40
     (out / "my-notes.txt").write_text("mine")
     r = _cli("report", *map(str, two_models), "--out", str(out), "--baseline", "midas")
     assert r.returncode == 0, r.stderr

@@ -133,7 +133,34 @@ def test_resolve_checks_before_any_work(tmp_path):
         S.resolve("tiny", tmp_path / "o", mix="varassign:2")
     with pytest.raises(RprimError, match="block size"):
         S.resolve("tiny", tmp_path / "o", sets={"block_size": 3})
+    with pytest.raises(RprimError, match="--corpus"):
+        S.resolve("tiny", tmp_path / "o", corpus=(str(tmp_path / "no-such-corpus"),))
+    with pytest.raises(RprimError, match="--steps 16 or more"):
+        S.resolve("tiny", tmp_path / "o", steps=11)
+    blocker = tmp_path / "cache-file"
+    blocker.write_text("x")
+    with pytest.raises(RprimError, match="is a file"):
+        S.resolve("tiny", tmp_path / "o", sets={"cache_dir": str(blocker)})
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(RprimError, match="device=cuda"):
+            S.resolve("tiny", tmp_path / "o", sets={"device": "cuda"})
     assert not (tmp_path / "o").exists()
+
+
+def test_a_study_that_never_started_takes_new_settings(tmp_path):
+    """study.json alone (the study stopped before any part wrote anything) protects nothing:
+    a corrected command replaces it; once a part has written, other settings are refused."""
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / ".rprim.json").write_text(json.dumps({"kind": "study", "entries": []}))
+    (out / "study.json").write_text(json.dumps({"settings": {"preset": "tiny", "steps": 1}}))
+    S.resolve("tiny", out)  # accepted
+    (out / "runs" / "baseline").mkdir(parents=True)
+    (out / "runs" / "baseline" / "metrics.jsonl").write_text("")
+    with pytest.raises(RprimError, match="other settings"):
+        S.resolve("tiny", out)
 
 
 def test_presets_fit_the_five_shot_suite():

@@ -123,3 +123,19 @@ def test_config_overrides_and_errors(tmp_path):
         parse_sets(["steps=ten"])
     assert math.isclose(resolve_config("tiny", overrides={"tokens": 4097}).total_steps,
                         -(-4097 // (16 * 128)))
+
+
+def test_too_few_steps_names_the_count_from_which_every_count_works():
+    """prop-2 over 4 stages works at 10 steps but not at 11-15: the hint is the true minimum."""
+    import re
+
+    from rprim.core import RprimError
+    from rprim.model_zoo.schedule import make_stages
+
+    with pytest.raises(RprimError) as e:
+        make_stages("midas", 8, 2, "prop-2", 11)
+    need = int(re.search(r"--steps (\d+) or more", str(e.value)).group(1))
+    for t in range(need, need + 200):
+        assert min(s.steps for s in make_stages("midas", 8, 2, "prop-2", t)) >= 1
+    with pytest.raises(RprimError):
+        make_stages("midas", 8, 2, "prop-2", need - 1)

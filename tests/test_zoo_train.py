@@ -385,3 +385,36 @@ def test_answer_loss_resume_is_exact(cache, tmp_path):
     a, b = load_weights(ref), load_weights(cut)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert losses(cut) == losses(ref)
+
+
+def test_sigterm_checkpoints_where_the_run_is(cache, trained, tmp_path):
+    """SIGTERM mid-run (no periodic checkpoint yet): the step in flight finishes, a checkpoint
+    of that step is written, the command exits as interrupted, and resuming ends with the
+    uninterrupted run's weights and losses."""
+    from rprim.model_zoo.train import train
+
+    out = tmp_path / "termed"
+    proc = subprocess.Popen([sys.executable, "-m", "rprim"] +
+                            cli_args(cache, "midas", out, "step_delay=0.4", "ckpt_every=100"),
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 5:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=120)[1].decode()
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    latest = (out / "checkpoints" / "LATEST").read_text().strip()
+    step = int(latest[5:])
+    assert 5 <= step < 12 and not (out / "model.safetensors").exists()
+    meta = json.loads((out / "checkpoints" / latest / "meta.json").read_text())
+    assert meta["reason"] == "interrupted"
+    train(cfg_for(cache, "midas", "step_delay=0.4", "ckpt_every=100"), out, resume=True, progress=False, quiet=True)
+    ref, got = load_weights(trained["midas"]), load_weights(out)
+    assert all(torch.equal(ref[k], got[k]) for k in ref)
+    assert losses(out) == losses(trained["midas"])

@@ -13,13 +13,14 @@ This layer imports nothing else of rprim and no heavy library at import time, so
 """
 
 from .errors import RprimError
-from .files import (atomic_file, atomic_folder, check_output_file, check_output_folder,
+from .files import (atomic_file, atomic_folder, check_free_space, check_output_file, check_output_folder,
                     folder_lock, publish_folder, sigterm_as_interrupt, write_json, write_text)
 from .options import (parse_batch_size, parse_device, parse_dtype, parse_pairs, parse_threads,
                       default_threads, typed_value, typed_values)
 from .paths import cache_dir, install_hint
 
 __all__ = [
+    "check_free_space",
     "RprimError", "atomic_file", "atomic_folder", "cache_dir", "check_output_file",
     "check_output_folder", "default_threads", "install_hint", "folder_lock", "parse_batch_size", "parse_device",
     "parse_dtype", "parse_pairs", "parse_threads", "publish_folder", "sigterm_as_interrupt",

@@ -59,6 +59,26 @@ def _probe(folder: Path, target: Path, flag: str) -> None:
                          f"({e.strerror or e}); choose another {flag}") from None
 
 
+def check_free_space(path: str | Path, needed: int, what: str, fix: str = "free some space or choose another place") -> None:
+    """RprimError unless the file system that will hold ``path`` has ``needed`` bytes free
+    (checked before the work that writes them, so a full disk is said first, not met half-way)."""
+    folder = _nearest_existing(Path(path).expanduser().absolute())
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return  # cannot tell: the write itself will say
+    if needed > free:
+        raise RprimError(f"{what} needs about {_size(needed)} at {path}, but only {_size(free)} is free there; {fix}")
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
 def check_output_file(path: str | Path, flag: str = "--out") -> Path:
     """Fail early, before any work, unless ``path`` can be written as a file."""
     path = Path(path).expanduser()
@@ -154,10 +174,19 @@ def atomic_file(path: str | Path, mode: str = "w", fsync: bool = True) -> Iterat
                 os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal rights
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        _name_the_place(e, path, tmp)
         raise
+
+
+def _name_the_place(e: BaseException, path: Path, tmp: str | Path) -> None:
+    """A write that failed without naming its file (``f.write`` on a full disk), or naming a
+    temp file the user never sees, names the output it was for: the one-line error then says
+    where (and how much is free there)."""
+    if isinstance(e, OSError) and (e.filename is None or str(e.filename).startswith(str(tmp))):
+        e.filename = str(path)
 
 
 def write_text(path: str | Path, text: str, fsync: bool = True) -> Path:
@@ -253,9 +282,10 @@ def atomic_folder(out: str | Path, kind: str | None = None, keep_existing: bool 
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             publish_folder(tmp, out, kind)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         _remove_empty(created)
+        _name_the_place(e, out, tmp)
         raise
 
 
