@@ -141,12 +141,43 @@ def user_task_data(name: str, records: Sequence[Any], n: int | None = None,
             raise RprimError(f"{where}: record {i} of {name!r} has a non-text target_delimiter")
         out.append({**r, "id": str(r.get("id", f"{name}/{i}")), "target_delimiter": delim,
                     "until": list(until)})
+    ids: dict[str, int] = {}
+    for i, r in enumerate(out):
+        if r["id"] in ids:
+            raise RprimError(f"{where}: records {ids[r['id']]} and {i} of {name!r} have the same id "
+                             f"{r['id']!r} (ids are compared as text; paired tests match by id); "
+                             "give every record its own id")
+        ids[r["id"]] = i
+    if n is not None and n > len(out):
+        raise RprimError(f"--n {n} but {name!r} has {len(out)} records; pass --n {len(out)} or less")
     chance = None
     try:
         chance = P.get(name).chance
     except (RprimError, KeyError, ValueError):
         pass
     return TaskData(name, out[:n] if n else out, out, chance, None)
+
+
+def sample_file(task: str) -> str:
+    """The file name of a task's per-example samples (``samples/<this>.jsonl``): the task name
+    with ``/`` as ``_``. Every place that writes or reads samples uses this one function."""
+    return task.replace("/", "_") + ".jsonl"
+
+
+def check_user_names(names: Sequence[str]) -> None:
+    """Task names of a user's own records must each give their own, valid samples file
+    (checked before scoring: ``a/b`` and ``a_b`` would overwrite each other's samples)."""
+    seen: dict[str, str] = {}
+    for name in names:
+        file = sample_file(name)
+        if "\0" in name or len(file.encode("utf-8")) > 200 or file.startswith("."):
+            raise RprimError(f"task name {name[:60]!r}{'...' if len(name) > 60 else ''} cannot name a "
+                             "samples file (no NUL, at most about 190 bytes, not starting with '.'); "
+                             "rename the task")
+        if file in seen:
+            raise RprimError(f"task names {seen[file]!r} and {name!r} both save their samples as "
+                             f"samples/{file}; rename one")
+        seen[file] = name
 
 
 def read_records(path: str | Path) -> dict[str, list[dict[str, Any]]]:
@@ -183,6 +214,7 @@ def prepare(tasks: Any, shots: int, n: int | None, seed: int) -> list[TaskData]:
     if isinstance(tasks, Mapping):
         if not tasks:
             raise RprimError("the task mapping is empty; give {name: [records]}")
+        check_user_names([str(name) for name in tasks])
         return [user_task_data(str(name), recs, n) for name, recs in tasks.items()]
     return [task_data(name, shots, n, seed) for name in task_names(tasks)]
 

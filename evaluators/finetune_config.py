@@ -14,6 +14,9 @@ from rprim.core.torch_util import OPTIMIZERS
 from .data import task_names
 
 
+BYTES_PER_EXAMPLE = 32 << 10  # a training example's record, tensors and padding, generously
+
+
 @dataclass(frozen=True)
 class FinetuneConfig:
     """Every knob of the protocol; defaults are the paper's."""
@@ -56,6 +59,7 @@ class FinetuneConfig:
         if self.examples <= 0 or self.examples % len(self.tasks):
             raise RprimError(f"--examples {self.examples} does not split evenly across "
                              f"{len(self.tasks)} tasks; use a positive multiple of {len(self.tasks)}")
+        self._check_fits()
         if not self.seeds:
             raise RprimError("--seeds must be at least 1")
         if len(set(self.seeds)) != len(self.seeds) or not all(
@@ -75,6 +79,21 @@ class FinetuneConfig:
             raise RprimError(f"--lr must be a positive number (got {self.lr!r})")
         parse_batch_size(self.batch_size, "--batch-size")
         parse_batch_size(self.micro_batch_size, "--micro-batch-size")
+
+    def _check_fits(self) -> None:
+        """Refuse, before any record is built, a training set the host memory cannot hold
+        (each example costs its record, its token tensors and its share of the evaluation)."""
+        import torch
+
+        from .finetune_memory import free_memory
+
+        need = self.examples * BYTES_PER_EXAMPLE
+        free = free_memory(torch.device("cpu"))
+        if need > free // 2:
+            most = max(len(self.tasks), (free // 2 // BYTES_PER_EXAMPLE) // len(self.tasks) * len(self.tasks))
+            raise RprimError(f"--examples {self.examples:,} needs about {need / 2**30:,.1f} GiB of host memory "
+                             f"for the training set, and {free / 2**30:,.1f} GiB is available; use --examples "
+                             f"{most:,} or fewer")
 
     def _check_window(self) -> None:
         if self.eval_every <= 0:

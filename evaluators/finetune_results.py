@@ -117,6 +117,13 @@ def _read_results(out: str | Path) -> dict[str, Any] | None:
             raise ValueError
     except (OSError, ValueError):
         raise RprimError(f"{path} is not an rprim finetune results file; pass a new --out") from None
+    seeds = old["config"].get("seeds")
+    if not isinstance(seeds, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds):
+        raise RprimError(f"{path} is damaged: config.seeds is {seeds!r}, not a list of seeds; "
+                         "delete it, or pass a new --out")
+    for i, r in enumerate(old["runs"]):
+        if not isinstance(r, dict) or not isinstance(r.get("seed"), int):
+            raise RprimError(f"{path} is damaged: runs[{i}] has no seed; delete it, or pass a new --out")
     return old
 
 
@@ -148,6 +155,9 @@ def previous_run(out: str | Path | None, cfg: FinetuneConfig, resume: bool) -> d
             raise RprimError(f"{out} holds an interrupted run ({len(old['runs'])} of "
                              f"{len(old['config']['seeds'])} seeds done); pass "
                              "--resume to continue it, or a new --out to start over")
+        if old is not None:
+            raise RprimError(f"{out} holds a complete fine-tuning run ({len(old['runs'])} seed(s)); "
+                             "pass --resume to keep it (or add seeds), or a new --out to run again")
         return None
     if old is None:
         raise RprimError(f"nothing to resume in {out} (no results.json); drop --resume to start a run")

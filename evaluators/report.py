@@ -307,8 +307,21 @@ class Report:
             "finetune_config": (ft or {}).get("config") if ft else None,
             "similarity": {m.name: m.similarity for m in self.models if m.similarity},
             "linearity": {m.name: m.linearity for m in self.models if m.linearity},
-            "notes": list(notes),
+            "warnings": self.warnings(), "notes": list(notes),
         }
+
+    def warnings(self) -> list[str]:
+        """What makes the comparison unfair, said in the report and on the terminal."""
+        out = []
+        shots = sorted({str(m.meta.get("shots")) for m in self.models})
+        if len(shots) > 1:
+            out.append(f"The models were scored with different numbers of shots ({', '.join(shots)}): "
+                       "their accuracies and gains are not comparable; score them alike.")
+        seeds = sorted({str(m.meta.get("seed", 0)) for m in self.models})
+        if len(seeds) > 1:
+            out.append(f"The models were scored on different example seeds ({', '.join(seeds)}): paired "
+                       "tests match few or no examples.")
+        return out
 
     # ------------------------------------------------------------------ output
     def write(self, out: str | Path, notes: Iterable[str] = (), title: str = "rprim report",

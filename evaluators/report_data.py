@@ -30,6 +30,7 @@ from typing import Any
 from rprim.core import RprimError
 
 from . import stats
+from .data import sample_file
 
 RESULTS = "results.json"
 SUMMARY = "training_summary.json"
@@ -71,15 +72,74 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
-def _optional_json(*paths: Path | None) -> dict[str, Any] | None:
+def _optional_json(*paths: Path | None, check: Any = None) -> dict[str, Any] | None:
+    """The first of ``paths`` that exists, read and (``check(data) -> problem or None``)
+    validated; a file that is there but damaged is one line naming it and the field."""
     for p in paths:
         if p is not None and p.is_file():
             try:
                 data = json.loads(p.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
-            if isinstance(data, dict):
-                return data
+            except (OSError, ValueError) as e:
+                raise RprimError(f"{p} is damaged ({type(e).__name__}); delete it or write it again "
+                                 "with the command that made it") from None
+            problem = "not a JSON object" if not isinstance(data, dict) else check(data) if check else None
+            if problem:
+                raise RprimError(f"{p} is damaged: {problem}; delete it or write it again with the "
+                                 "command that made it")
+            return data
+    return None
+
+
+def _number(x: Any, lo: float = -math.inf, hi: float = math.inf) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and lo <= x <= hi
+
+
+def _optional_number(d: dict[str, Any], key: str) -> str | None:
+    return None if d.get(key) is None or _number(d[key]) else f"{key} is {d[key]!r}, not a number"
+
+
+def _check_summary(d: dict[str, Any]) -> str | None:
+    return _optional_number(d, "final_val_loss") or (
+        None if d.get("tokens") is None or (isinstance(d["tokens"], int) and d["tokens"] >= 0)
+        else f"tokens is {d['tokens']!r}")
+
+
+def _check_snapshot(d: dict[str, Any]) -> str | None:
+    for key in ("step", "tokens"):
+        if d.get(key) is not None and not (isinstance(d[key], int) and d[key] >= 0):
+            return f"{key} is {d[key]!r}, not a count"
+    return _optional_number(d, "val_loss")
+
+
+def _check_finetune(d: dict[str, Any]) -> str | None:
+    agg = d.get("aggregate")
+    if not isinstance(agg, dict) or not isinstance(agg.get("per_task"), dict):
+        return "aggregate.per_task is missing"
+    for task, v in [*agg["per_task"].items(), *([("overall", agg["overall"])] if "overall" in agg else [])]:
+        if not isinstance(v, dict) or not _number(v.get("mean"), 0, 1) or not _number(v.get("std"), 0):
+            return f"aggregate {task}: mean in [0, 1] and std >= 0 expected, got {v!r}"[:200]
+    if not isinstance(d.get("runs"), list) or not isinstance((d.get("config") or {}).get("seeds"), list):
+        return "runs or config.seeds is missing"
+    return None
+
+
+def _check_similarity(d: dict[str, Any]) -> str | None:
+    snaps = d.get("snapshots")
+    if not isinstance(snaps, list) or not snaps:
+        return "snapshots is missing"
+    for sn in snaps:
+        m = sn.get("similarity") if isinstance(sn, dict) else None
+        if not isinstance(m, list) or not all(isinstance(r, list) and len(r) == len(m) and
+                                              all(_number(x, -1.0001, 1.0001) for x in r) for r in m):
+            return "a similarity matrix is not square with values in [-1, 1]"
+    return None
+
+
+def _check_linearity(d: dict[str, Any]) -> str | None:
+    layers = d.get("layers")
+    if not isinstance(layers, list) or not all(isinstance(r, dict) and _number(r.get("r2"), hi=1.0001)
+                                               and _number(r.get("cosine"), -1.0001, 1.0001) for r in layers):
+        return "layers must list r2 <= 1 and cosine in [-1, 1] per layer"
     return None
 
 
@@ -101,11 +161,25 @@ def _tasks(data: dict[str, Any], path: Path) -> dict[str, dict[str, Any]]:
     if not isinstance(tasks, dict) or not tasks:
         raise RprimError(f"{path} holds no task scores; pass folders written by rprim eval --out")
     for name, t in tasks.items():
-        if not isinstance(t, dict) or not isinstance(t.get("n"), int) or \
-                not isinstance(t.get("accuracy"), (int, float)):
-            raise RprimError(f"{path}: task {name} has no accuracy and n; the file is damaged, "
-                             "rerun rprim eval --out")
+        problem = _check_task(t)
+        if problem:
+            raise RprimError(f"{path}: task {name}: {problem}; the file is damaged, rerun rprim eval --out")
     return tasks
+
+
+def _check_task(t: Any) -> str | None:
+    if not isinstance(t, dict):
+        return "not a JSON object"
+    if not isinstance(t.get("n"), int) or isinstance(t.get("n"), bool) or t["n"] <= 0:
+        return f"n is {t.get('n')!r}, not a positive count"
+    if not _number(t.get("accuracy"), 0, 1):
+        return f"accuracy is {t.get('accuracy')!r}, not a number in [0, 1]"
+    ci = t.get("ci95")
+    if ci is not None and not (isinstance(ci, list) and len(ci) == 2 and all(_number(x, 0, 1) for x in ci)):
+        return f"ci95 is {ci!r}, not two numbers in [0, 1]"
+    if t.get("chance") is not None and not _number(t["chance"], 0, 1):
+        return f"chance is {t['chance']!r}, not a number in [0, 1]"
+    return None
 
 
 def correct_count(t: dict[str, Any]) -> int:
@@ -127,7 +201,7 @@ class Checkpoint:
 
 def read_samples(folder: Path, task: str) -> list[dict[str, Any]]:
     """The rows of ``folder/samples/<task>.jsonl`` (none when absent; damaged lines skipped)."""
-    path = folder / "samples" / f"{task.replace('/', '_')}.jsonl"
+    path = folder / "samples" / sample_file(task)
     rows = []
     if path.is_file():
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -224,10 +298,10 @@ def load_model(path: str | Path, name: str | None = None) -> ModelResults:
     meta = {k: v for k, v in data.items() if k != "tasks"}
     model_dir = _model_folder(meta, path)
     m = ModelResults(name or path.name, path, meta, tasks)
-    m.summary = _optional_json(path / SUMMARY, model_dir / SUMMARY if model_dir else None)
-    m.finetune = _optional_json(path / "finetune" / RESULTS)
-    m.similarity = _optional_json(path / "analysis" / "similarity" / "similarity.json")
-    m.linearity = _optional_json(path / "analysis" / "linearity" / "linearity.json")
+    m.summary = _optional_json(path / SUMMARY, model_dir / SUMMARY if model_dir else None, check=_check_summary)
+    m.finetune = _optional_json(path / "finetune" / RESULTS, check=_check_finetune)
+    m.similarity = _optional_json(path / "analysis" / "similarity" / "similarity.json", check=_check_similarity)
+    m.linearity = _optional_json(path / "analysis" / "linearity" / "linearity.json", check=_check_linearity)
     m.checkpoints = _checkpoints(path / "checkpoints")
     return m
 
@@ -240,7 +314,7 @@ def _checkpoints(folder: Path) -> list[Checkpoint]:
         data = _optional_json(sub / RESULTS)
         if not data or not isinstance(data.get("tasks"), dict):
             continue
-        snap = _optional_json(sub / SNAPSHOT, (_model_folder(data, sub) or sub) / SNAPSHOT) or {}
+        snap = _optional_json(sub / SNAPSHOT, (_model_folder(data, sub) or sub) / SNAPSHOT, check=_check_snapshot) or {}
         loss = snap.get("val_loss")
         out.append(Checkpoint(sub.name, snap.get("step"), snap.get("tokens"),
                               float(loss) if isinstance(loss, (int, float)) else None,

@@ -85,6 +85,7 @@ def models_section(d: D) -> Section:
                      f"{m['shots'] if m['shots'] is not None else '–'}-shot, n={_n_text(m['n'])}"])
     sec = Section("Models", tables=[Table(["model", "method", "final val loss", "tokens",
                                            "FLOPs / baseline", "pretraining mix", "evaluation"], rows)])
+    sec.text += [f"**Warning**: {w}" for w in d.get("warnings", [])]
     if any(m["mix"] for m in d["models"]):
         sec.after.append("The pretraining stream mixes rprim's own `train` split into the corpus "
                          "at the fractions shown (never the `test` or `fewshot` splits). The paper "
@@ -174,8 +175,8 @@ def seeds_section(d: D) -> Section | None:
                                 [[r["method"], r["group"], str(r["seeds"]), fmt(r["mean"]), fmt(r["std"]),
                                   fmt(r["min"]), fmt(r["max"])] for r in rows])])
     if d["seed_tests"]:
-        sec.after.append("Paired t-test across seeds: per seed the method's accuracy minus the baseline's "
-                         "(same seed), then Student's t on those differences, two-sided.")
+        sec.text.append("The second table: a paired t-test across seeds, per seed the method's accuracy "
+                        "minus the baseline's (same seed), then Student's t on those differences, two-sided.")
         sec.tables.append(Table(["method", "group", "seeds", "mean difference (points)", "std", "t", "p"],
                                 [[r["method"], r["group"], str(r["seeds"]), f"{100 * r['mean']:+.1f}",
                                   fmt(r["std"]), fmt(r["t"], 2),
@@ -225,7 +226,7 @@ def binding_section(d: D) -> Section | None:
                         "(the phases of Wu, Geiger & Millière 2025)."],
                   tables=[Table(["model", "group", "n", *CLASSES], final)])
     if len({r[1] for r in d0}) > 1:
-        sec.after.append("Depth 0 during training (snapshots, then the final model):")
+        sec.text.append("The second table: depth 0 during training (snapshots, then the final model).")
         sec.tables.append(Table(["model", "checkpoint", "tokens", "n", *CLASSES], d0))
     return sec
 

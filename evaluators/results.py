@@ -14,6 +14,8 @@ from typing import Any
 
 from rprim.core import atomic_folder, check_output_folder, write_json
 
+from .data import sample_file
+
 RESULTS = "results.json"
 RESULTS_KIND = "eval"
 
@@ -66,7 +68,7 @@ class Results:
         with atomic_folder(out, kind=RESULTS_KIND) as tmp:
             (tmp / "samples").mkdir()
             for name, rows in self.samples.items():
-                with open(tmp / "samples" / f"{_file_name(name)}.jsonl", "w", encoding="utf-8") as f:
+                with open(tmp / "samples" / sample_file(name), "w", encoding="utf-8") as f:
                     for r in rows:
                         f.write(json.dumps(r, ensure_ascii=False) + "\n")
             write_json(tmp / RESULTS, self.to_dict())
@@ -80,14 +82,10 @@ class Results:
         tasks = data.pop("tasks")
         samples = {}
         for name in tasks:
-            path = out / "samples" / f"{_file_name(name)}.jsonl"
+            path = out / "samples" / sample_file(name)
             samples[name] = ([json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
                              if path.is_file() else [])
         return cls(tasks, samples, data)
-
-
-def _file_name(task: str) -> str:
-    return task.replace("/", "_")
 
 
 def check_results_folder(out: str | Path) -> Path:

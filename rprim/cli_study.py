@@ -36,6 +36,8 @@ def report(results: tuple[str, ...], out: str, baseline: str | None, title: str)
     data = rep.data()
     path = rep.write(target, title=title, data=data)
     click.echo(text_table(data))
+    for w in data["warnings"]:
+        click.echo(f"warning: {w}", err=True)
     click.echo(f"report: {path / 'report.md'} and {path / 'report.html'}", err=True)
 
 

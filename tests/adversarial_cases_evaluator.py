@@ -39,6 +39,16 @@ CASES = [
      "line 2 is not JSON"),
     ("eval-data-no-target", ["eval", "--model", "{fixtures}/good", "--data",
                              "{fixtures}/notarget.jsonl"], "'target'"),
+    ("eval-data-n-beyond", ["eval", "--model", "{fixtures}/good", "--data", "{fixtures}/data.jsonl",
+                            "--n", "4"], "has 3 records"),
+    ("eval-data-duplicate-ids", ["eval", "--model", "{fixtures}/good", "--data", "{fixtures}/dupids.jsonl"],
+     "the same id '7'"),
+    ("eval-data-names-collide", ["eval", "--model", "{fixtures}/good", "--data", "{fixtures}/collide.jsonl"],
+     "both save their samples"),
+    ("eval-data-name-too-long", ["eval", "--model", "{fixtures}/good", "--data", "{fixtures}/longname.jsonl"],
+     "cannot name a samples file"),
+    ("eval-data-name-nul", ["eval", "--model", "{fixtures}/good", "--data", "{fixtures}/nulname.jsonl"],
+     "cannot name a samples file"),
     ("eval-add-bos-without-bos", ["eval", "--model", "{fixtures}/good", "--tasks", "psm",
                                   "--add-bos"], "BOS"),
     ("eval-hub-unreachable", ["eval", "--model", "nosuchorg/nosuchmodel", "--tasks", "psm"],
@@ -81,4 +91,11 @@ def setup(fixtures: Path) -> None:
     rows = P.get("psm").generate(3, seed=1, shots=1)
     (fixtures / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (fixtures / "bad.jsonl").write_text(json.dumps(rows[0]) + "\n{not json\n")
+    rec = {"prompt": "1+1=", "target": "2"}
+    lines = {"dupids": [{**rec, "id": 7}, {**rec, "id": "7"}],
+             "collide": [{**rec, "task": "a/b"}, {**rec, "task": "a_b"}],
+             "longname": [{**rec, "task": "t" * 300}],
+             "nulname": [{**rec, "task": "bad\u0000name"}]}
+    for name, recs in lines.items():
+        (fixtures / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     (fixtures / "notarget.jsonl").write_text(json.dumps({"prompt": "1+1=", "answer": "2"}) + "\n")

@@ -46,6 +46,11 @@ CASES = [
      "holds an interrupted run (1 of 3 seeds done); pass --resume"),
     ("finetune-resume-other-lr", [*FT, "--out", "{fixtures}/partial", "--resume", "--lr", "0.002"],
      "--lr was 0.001 there and is 0.002 now"),
+    ("finetune-complete-run-without-resume", [*FT, "--out", "{fixtures}/complete"],
+     "holds a complete fine-tuning run (3 seed(s)); pass --resume"),
+    ("finetune-resume-no-config-seeds", [*FT, "--out", "{fixtures}/noseeds", "--resume"],
+     "config.seeds is None"),
+    ("finetune-examples-beyond-memory", [*FT, "--examples", "1000000000"], "GiB of host memory"),
     # the model: its context, its weights
     ("finetune-shots-beyond-context", [*FT, "--shots", "50", "--seeds", "1"],
      "context is 256; use fewer --shots"),
@@ -69,3 +74,8 @@ def setup(fixtures: Path) -> None:
     window = {t: 0.5 for t in cfg.tasks}
     results = results_of(cfg, {"weights": "0" * 16}, {0: SeedRun(0, [], window=window)}, 1.0, 64)
     save_results(json.loads(json.dumps(results)), fixtures / "partial")
+    done = results_of(cfg, {"weights": "0" * 16}, {s: SeedRun(s, [], window=window) for s in cfg.seeds}, 1.0, 64)
+    save_results(json.loads(json.dumps(done)), fixtures / "complete")
+    broken = json.loads(json.dumps(results))
+    del broken["config"]["seeds"]
+    save_results(broken, fixtures / "noseeds")

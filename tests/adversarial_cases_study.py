@@ -27,6 +27,18 @@ CASES = [
     ("report-out-user-folder", ["report", OK, "--out", f"{F}/user"], "holds no rprim report output"),
     ("report-out-is-file", ["report", OK, "--out", f"{F}/afile.txt"], "is a file"),
     ("report-out-is-results", ["report", OK, "--out", OK], "holds no rprim report output"),
+    ("report-accuracy-nan", ["report", f"{F}/acc-nan", "--out", "{tmp}/r"], "accuracy is nan"),
+    ("report-accuracy-above-one", ["report", f"{F}/acc-big", "--out", "{tmp}/r"], "accuracy is 3.5"),
+    ("report-n-negative", ["report", f"{F}/n-neg", "--out", "{tmp}/r"], "n is -5"),
+    ("report-n-zero", ["report", f"{F}/n-zero", "--out", "{tmp}/r"], "n is 0"),
+    ("report-ci-damaged", ["report", f"{F}/ci-bad", "--out", "{tmp}/r"], "ci95 is"),
+    ("report-finetune-damaged", ["report", f"{F}/ft-bad", "--out", "{tmp}/r"], "finetune/results.json is damaged"),
+    ("report-finetune-no-seeds", ["report", f"{F}/ft-noseeds", "--out", "{tmp}/r"], "config.seeds"),
+    ("report-similarity-damaged", ["report", f"{F}/sim-bad", "--out", "{tmp}/r"], "similarity.json is damaged"),
+    ("report-similarity-not-square", ["report", f"{F}/sim-shape", "--out", "{tmp}/r"], "not square"),
+    ("report-linearity-damaged", ["report", f"{F}/lin-bad", "--out", "{tmp}/r"], "linearity.json is damaged"),
+    ("report-summary-loss-text", ["report", f"{F}/sum-bad", "--out", "{tmp}/r"], "final_val_loss"),
+    ("report-snapshot-damaged", ["report", f"{F}/snap-bad", "--out", "{tmp}/r"], "snapshot.json is damaged"),
     # analyze
     ("similarity-missing-model", ["analyze", "similarity", "--model", f"{F}/nope"], "does not exist"),
     ("similarity-model-is-file", ["analyze", "similarity", "--model", f"{F}/afile.txt"], "is a file"),
@@ -75,6 +87,29 @@ def setup(fixtures: Path) -> None:
                           ("notasks", json.dumps({"model": "m"})), ("listjson", "[]")):
         (fixtures / name).mkdir()
         (fixtures / name / "results.json").write_text(content)
+    good = {"accuracy": 0.5, "n": 2, "ci95": [0.1, 0.9], "chance": 0.2}
+    for name, task in (("acc-nan", {**good, "accuracy": float("nan")}), ("acc-big", {**good, "accuracy": 3.5}),
+                       ("n-neg", {**good, "n": -5}), ("n-zero", {**good, "n": 0}),
+                       ("ci-bad", {**good, "ci95": [0.1]})):
+        (fixtures / name).mkdir()
+        (fixtures / name / "results.json").write_text(json.dumps({"tasks": {"varassign-code-d0": task}}))
+    beside = {"ft-bad": ("finetune/results.json", "{"),
+              "ft-noseeds": ("finetune/results.json", json.dumps(
+                  {"aggregate": {"per_task": {"t": {"mean": 0.5, "std": 0.1}}}, "runs": [], "config": {}})),
+              "sim-bad": ("analysis/similarity/similarity.json", "[1, 2"),
+              "sim-shape": ("analysis/similarity/similarity.json", json.dumps(
+                  {"snapshots": [{"similarity": [[1.0, 0.5], [0.5]]}]})),
+              "lin-bad": ("analysis/linearity/linearity.json", json.dumps({"layers": [{"r2": "high"}]})),
+              "sum-bad": ("training_summary.json", json.dumps({"final_val_loss": "low"})),
+              "snap-bad": ("checkpoints/step-00000001/snapshot.json", json.dumps({"step": -1}))}
+    for name, (rel, content) in beside.items():
+        import shutil
+
+        shutil.copytree(fixtures / "results" / "baseline", fixtures / name)
+        if rel.startswith("checkpoints/"):
+            shutil.copytree(fixtures / "results" / "baseline", fixtures / name / "checkpoints" / "step-00000001")
+        (fixtures / name / rel).parent.mkdir(parents=True, exist_ok=True)
+        (fixtures / name / rel).write_text(content)
     (fixtures / "noweights").mkdir()
     (fixtures / "noweights" / "config.json").write_text("{}")
     import torch

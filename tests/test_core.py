@@ -230,3 +230,44 @@ def test_rprim_device_sets_what_auto_means(monkeypatch):
         resolve_device("auto")
     monkeypatch.setenv("RPRIM_DEVICE", "auto")
     assert resolve_device("auto") in ("cpu", "cuda")
+
+
+def test_an_update_keeps_user_files_inside_replaced_folders(tmp_path):
+    from rprim.core import atomic_folder
+
+    out = tmp_path / "out"
+    with atomic_folder(out, kind="thing") as tmp:
+        (tmp / "samples").mkdir()
+        (tmp / "samples" / "a.jsonl").write_text("old a\n")
+        (tmp / "results.json").write_text("{}\n")
+    (out / "samples" / "my-notes.txt").write_text("mine")
+    with atomic_folder(out, kind="thing") as tmp:
+        (tmp / "samples").mkdir()
+        (tmp / "samples" / "a.jsonl").write_text("new a\n")
+        (tmp / "results.json").write_text('{"v": 2}\n')
+    assert (out / "samples" / "a.jsonl").read_text() == "new a\n"
+    assert (out / "samples" / "my-notes.txt").read_text() == "mine"
+
+
+def test_an_update_never_writes_through_a_link(tmp_path):
+    """A link where rprim would write (``samples`` pointing elsewhere) is refused before
+    anything changes: results.json stays the earlier one and the link's target is untouched."""
+    from rprim.core import RprimError, atomic_folder
+
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious.txt").write_text("keep")
+    with atomic_folder(out, kind="thing") as tmp:
+        (tmp / "samples").mkdir()
+        (tmp / "results.json").write_text("old\n")
+    import shutil
+
+    shutil.rmtree(out / "samples")
+    (out / "samples").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(RprimError, match="symbolic link"):
+        with atomic_folder(out, kind="thing") as tmp:
+            (tmp / "samples").mkdir()
+            (tmp / "results.json").write_text("new\n")
+    assert (out / "results.json").read_text() == "old\n"
+    assert [p.name for p in elsewhere.iterdir()] == ["precious.txt"]
+    assert not [p for p in tmp_path.rglob("*.tmp-*")]

@@ -342,3 +342,15 @@ def test_report_gives_the_binding_profile_and_tokens_to_threshold(tmp_path):
     assert "Where variable-assignment answers come from" in md and "Tokens to threshold" in md
     data = json.loads((out / "report.json").read_text())
     assert data["binding"] == rep.binding_rows() and data["thresholds"] == rep.thresholds()
+
+
+def test_mixed_shots_are_warned_about(tmp_path):
+    a = _write(tmp_path / "baseline", {"varassign-code-d0": _bits(4, 20)})
+    b = tmp_path / "zero"
+    Results({"varassign-code-d0": {"accuracy": 0.5, "n": 20, "ci95": list(wilson(10, 20)), "chance": 0.2}},
+            {"varassign-code-d0": [{"id": f"varassign-code-d0/test/0/{i}", "correct": i < 10} for i in range(20)]},
+            {"model": "m", "shots": 0, "n": None}).save(b)
+    r = _cli("report", str(a), str(b), "--out", str(tmp_path / "rep"))
+    assert r.returncode == 0, r.stderr
+    assert "different numbers of shots (0, 5)" in r.stderr
+    assert "different numbers of shots" in (tmp_path / "rep" / "report.md").read_text()

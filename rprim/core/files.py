@@ -226,13 +226,35 @@ def _swap_in(src: Path, dst: Path) -> None:
         os.replace(src, dst)
 
 
+def _carry_over(old: Path, new: Path) -> None:
+    """Entries of ``old`` that ``new`` lacks (a user's notes in ``samples/``, say) into
+    ``new``, recursively, before ``new`` replaces ``old``: rprim never deletes what it did not
+    write. Links are copied as links (never followed); files are hard-linked where possible."""
+    for p in old.iterdir():
+        q = new / p.name
+        if p.is_symlink():
+            if not q.exists() and not q.is_symlink():
+                os.symlink(os.readlink(p), q)
+        elif p.is_dir():
+            if q.is_dir() and not q.is_symlink():
+                _carry_over(p, q)
+            elif not q.exists() and not q.is_symlink():
+                shutil.copytree(p, q, symlinks=True)
+        elif not q.exists() and not q.is_symlink():
+            try:
+                os.link(p, q)
+            except OSError:
+                shutil.copy2(p, q, follow_symlinks=False)
+
+
 def publish_folder(tmp: Path, out: Path, kind: str | None) -> None:
     """Put the finished folder ``tmp`` at ``out``.
 
     With a ``kind``, ``tmp`` gets a marker listing its entries. A missing ``out`` is renamed
     into place at once (atomic). An existing one is updated entry by entry: each new entry
     replaces its namesake atomically, entries the previous output listed and this one does not
-    are removed, and everything else (a user's notes, say) stays. Without a ``kind`` an
+    are removed, and everything else (a user's notes, say) stays, inside replaced folders too.
+    An entry that is a symbolic link is refused before anything changes. Without a ``kind`` an
     existing ``out`` is replaced whole.
     """
     entries = sorted(p.name for p in tmp.iterdir())
@@ -245,6 +267,13 @@ def publish_folder(tmp: Path, out: Path, kind: str | None) -> None:
     if kind is None:
         _swap_in(tmp, out)
         return
+    links = [name for name in entries if (out / name).is_symlink()]
+    if links:  # checked before anything changes: an update never writes through a link
+        raise RprimError(f"{out / links[0]} is a symbolic link; rprim does not write through links "
+                         "inside its output folders: remove the link, or pass another folder")
+    for name in entries:  # a user's files inside a folder rprim replaces go along with it
+        if (out / name).is_dir() and (tmp / name).is_dir():
+            _carry_over(out / name, tmp / name)
     old = read_marker(out) or {}
     for name in entries:
         _swap_in(tmp / name, out / name)
