@@ -236,7 +236,7 @@ SHAPES = {  # the trainer's presets (model_zoo/presets.py), context widened for 
 
 
 def load_model(args: Any) -> tuple[Any, Any, str]:
-    from rprim.evaluators.hf import load_hf
+    from rprim.evaluators.loading import load_hf
 
     if args.model not in SHAPES:
         return load_hf(args.model, dtype=args.dtype, device=args.device)

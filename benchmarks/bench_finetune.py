@@ -29,7 +29,7 @@ from rprim.evaluators.finetune import FinetuneConfig, encode, finetune, table, t
 
 def plain_steps(model_path: str, cfg: FinetuneConfig, steps: int) -> float:
     """Seconds per step of the bare full-batch loop on seed 0's batch (fp32, same optimizer)."""
-    from rprim.evaluators.hf import load_hf
+    from rprim.evaluators.loading import load_hf
 
     base, tok, _ = load_hf(model_path, dtype="float32", device="cpu")
     ids, mask, labels = encode(tok, training_set(cfg, cfg.seeds[0]))

@@ -83,8 +83,9 @@ def _vllm_backend(model: Any, dtype: str, trust_remote_code: bool,
 
 
 @dataclass
-class _Plan:
-    """Tasks with their answer budgets, known before any weights are loaded."""
+class Plan:
+    """Tasks with their answer budgets, known before any weights are loaded; built once and
+    scored as often as needed (fine-tuning scores one plan at every evaluation step)."""
 
     tasks: list[TaskData]
     budgets: dict[str, int]
@@ -94,15 +95,16 @@ class _Plan:
         return sum(len(t.records) for t in self.tasks)
 
 
-def _budgets(tasks: list[TaskData], count_many: Callable[[Sequence[str]], list[int]],
-             max_new_tokens: int | None) -> dict[str, int]:
-    return {t.name: max_new_tokens or answer_budget(t, count_many) for t in tasks}
+def plan_for(tasks: list[TaskData], count_many: Callable[[Sequence[str]], list[int]],
+             max_new_tokens: int | None = None) -> Plan:
+    """The plan of ``tasks``: each task's answer budget counted with the model's tokenizer."""
+    return Plan(tasks, {t.name: max_new_tokens or answer_budget(t, count_many) for t in tasks})
 
 
-def _check_context(src: "ModelSource", plan: _Plan, add_bos: bool | None) -> int:
+def _check_context(src: "ModelSource", plan: Plan, add_bos: bool | None) -> int:
     """Refuse prompts the model's context cannot hold, from config + tokenizer (no weights);
     returns the mean prompt length in tokens (for the estimate)."""
-    from .loading import context_length
+    from .loading import check_fits, context_length
     from .tokens import decide_bos, encode
 
     bos = decide_bos(src.tokenizer, src.config, add_bos)
@@ -113,14 +115,11 @@ def _check_context(src: "ModelSource", plan: _Plan, add_bos: bool | None) -> int
         ids = encode(src.tokenizer, [r["prompt"] for r in longest], bos.token_id if bos.add else None)
         need = max(len(x) for x in ids)
         lengths += [len(x) for x in ids]
-        if need + plan.budgets[t.name] > limit:
-            raise RprimError(f"a prompt of {t.name} needs {need} tokens plus {plan.budgets[t.name]} "
-                             f"for the answer, but the model's context is {limit}; use fewer --shots "
-                             "or a model with a longer context")
+        check_fits(need, plan.budgets[t.name], limit, f"a prompt of {t.name}")
     return int(sum(lengths) / max(1, len(lengths)))
 
 
-def _estimate(src: "ModelSource", plan: _Plan, prompt_tokens: int, device: str) -> str:
+def _estimate(src: "ModelSource", plan: Plan, prompt_tokens: int, device: str) -> str:
     """A rough time for the whole run from the model size and the tokens to process."""
     cfg = getattr(src.config, "text_config", None) or src.config
     hidden = getattr(cfg, "hidden_size", 0) or 0
@@ -153,13 +152,13 @@ def open_engine(model: Any, plan_tasks: list[TaskData], *, tokenizer: Any = None
                 backend: str = "auto", batch_size: int | str = "auto", trust_remote_code: bool = False,
                 dtype: str = "auto", device: str = "auto", max_new_tokens: int | None = None,
                 vllm_options: dict[str, Any] | None = None, add_bos: bool | None = None,
-                progress: bool = False) -> tuple[Backend, _Plan]:
+                progress: bool = False) -> tuple[Backend, Plan]:
     """The engine and the plan (answer budgets), with every no-weights check done before the
     weights load."""
     if isinstance(model, Backend) or _backend_kind(model, backend) == "vllm" or not _named(model):
         engine = make_backend(model, tokenizer, backend, batch_size, trust_remote_code, dtype,
                               device, vllm_options, add_bos)
-        plan = _Plan(plan_tasks, _budgets(plan_tasks, engine.count_tokens_many, max_new_tokens))
+        plan = plan_for(plan_tasks, engine.count_tokens_many, max_new_tokens)
         _say(progress, f"{_count_line(plan)}")
         return engine, plan
     from rprim.core.torch_util import resolve_device
@@ -170,7 +169,7 @@ def open_engine(model: Any, plan_tasks: list[TaskData], *, tokenizer: Any = None
 
     src = inspect_model(str(model), trust_remote_code=trust_remote_code)
     tok = tokenizer or src.tokenizer
-    plan = _Plan(plan_tasks, _budgets(plan_tasks, lambda texts: count_tokens(tok, texts), max_new_tokens))
+    plan = plan_for(plan_tasks, lambda texts: count_tokens(tok, texts), max_new_tokens)
     mean_prompt = _check_context(src, plan, add_bos)
     if Path(src.source).is_dir() and "gguf_file" not in src.kwargs:
         check_safetensors(Path(src.source))  # a truncated download fails before anything is printed
@@ -181,7 +180,7 @@ def open_engine(model: Any, plan_tasks: list[TaskData], *, tokenizer: Any = None
     return engine, plan
 
 
-def _count_line(plan: _Plan) -> str:
+def _count_line(plan: Plan) -> str:
     sizes = sorted({len(t.records) for t in plan.tasks})
     per = f"{sizes[0]:,}" if len(sizes) == 1 else f"{sizes[0]:,}..{sizes[-1]:,}"
     shots = {t.shots for t in plan.tasks}
@@ -223,7 +222,7 @@ def evaluate(model: Any, tasks: Any = "suite", shots: int = 5,
                                trust_remote_code=trust_remote_code, dtype=dtype, device=device,
                                max_new_tokens=max_new_tokens, vllm_options=vllm_options,
                                add_bos=add_bos, progress=progress)
-    scores, samples, hashes, wall = _score_all(engine, plan, progress, on_progress)
+    scores, samples, hashes, wall = score(engine, plan, progress, on_progress)
     from rprim.core.paths import package_version
 
     custom = not any(t.shots is not None for t in plan.tasks)
@@ -236,9 +235,11 @@ def evaluate(model: Any, tasks: Any = "suite", shots: int = 5,
     return Results(scores, samples, meta)
 
 
-def _score_all(engine: Backend, plan: _Plan, progress: bool,
-               on_progress: Callable[[int], None] | None) -> tuple[dict, dict, dict, float]:
-    """Run every task through the engine; (scores, samples, data hashes, wall seconds)."""
+def score(engine: Backend, plan: Plan, progress: bool = False,
+          on_progress: Callable[[int], None] | None = None) -> tuple[dict, dict, dict, float]:
+    """The scoring layer under :func:`evaluate`: every task of ``plan`` through ``engine``;
+    (scores, samples, data hashes, wall seconds). No checks, no data preparation: callers that
+    score many times (fine-tuning) build the plan and the engine once."""
     bar = None
     if progress:
         from tqdm.auto import tqdm

@@ -60,9 +60,10 @@ import rprim.primitives as P
 from rprim.core import RprimError, atomic_folder, folder_lock
 from rprim.core.torch_util import make_optimizer
 
-from .data import ANSWER_MARGIN, task_records
-from .evaluate import evaluate, make_backend
+from .data import ANSWER_MARGIN, TaskData, task_data
+from .evaluate import Plan, make_backend, plan_for, score
 from .finetune_config import FinetuneConfig
+from .loading import check_fits
 from .finetune_memory import (free_memory, memory_per_token, micro_batch_size, micro_batches,
                               state_bytes)
 from .finetune_progress import Log, Progress
@@ -74,7 +75,7 @@ from .finetune_results import (EXECUTION, RESULTS_KIND, SAVE_KIND, SeedRun, aggr
 __all__ = [
     "EXECUTION", "FinetuneConfig", "Log", "Progress", "RESULTS_KIND", "SAVE_KIND", "SeedPlan",
     "SeedRun", "aggregate", "check_context", "check_results_folder", "check_save_folder",
-    "encode", "eval_records", "finetune", "finetune_seed", "free_memory", "memory_per_token",
+    "encode", "eval_tasks", "finetune", "finetune_seed", "free_memory", "memory_per_token",
     "micro_batch_size", "micro_batches", "model_context", "previous_run", "results_of",
     "save_results", "table", "train_step", "training_set", "weights_fingerprint",
 ]
@@ -107,12 +108,12 @@ def _slim(r: dict[str, Any]) -> dict[str, Any]:
     return {k: r[k] for k in ("id", "prompt", "target_delimiter", "target", "until")}
 
 
-def eval_records(cfg: FinetuneConfig) -> dict[str, list[dict[str, Any]]]:
-    """The held-out examples every evaluation scores (as ``evaluate`` draws them)."""
-    out = {}
+def eval_tasks(cfg: FinetuneConfig) -> list[TaskData]:
+    """The held-out examples every evaluation scores, drawn once (as ``evaluate`` draws them)."""
+    out = []
     for name in cfg.tasks:
         try:
-            out[name] = task_records(name, cfg.shots, cfg.eval_n, 0)[1]
+            out.append(task_data(name, cfg.shots, cfg.eval_n, 0))
         except RprimError as e:
             raise RprimError(f"cannot draw {cfg.eval_n} held-out examples of {name}: "
                              f"{_problem(e)}; use a smaller --eval-n") from None
@@ -157,23 +158,16 @@ def model_context(model: Any, tok: Any) -> int:
     return context_length(model, tok)
 
 
-def check_context(tok: Any, context: int, evals: dict[str, list[dict[str, Any]]],
-                  train_width: int) -> int:
+def check_context(tok: Any, context: int, evals: Plan, train_width: int) -> int:
     """RprimError unless the training rows and every evaluation prompt plus its answer budget
     fit the model's context (the evaluator refuses the same prompts, but only at the first
     evaluation step, after most of the training). Returns the evaluation's token count."""
-    if train_width > context:
-        raise RprimError(f"a training example needs {train_width} tokens but the model's context is "
-                         f"{context}; use fewer --shots or a model with a longer context")
+    check_fits(train_width, 0, context, "a training example")
     total = 0
-    for name, recs in evals.items():
+    for t in evals.tasks:
+        recs, budget = t.records, evals.budgets[t.name]  # the evaluator's own answer budget
         lengths = [len(ids) for ids in tok([r["prompt"] for r in recs])["input_ids"]]
-        budget = max(len(tok(r["target_delimiter"] + r["target"], add_special_tokens=False)["input_ids"])
-                     for r in recs) + ANSWER_MARGIN
-        if max(lengths) + budget > context:
-            raise RprimError(f"a {name} prompt needs {max(lengths)} tokens plus {budget} for the answer, "
-                             f"but the model's context is {context}; use fewer --shots or a model "
-                             "with a longer context")
+        check_fits(max(lengths), budget, context, f"a {t.name} prompt")
         total += sum(lengths) + len(recs) * (budget - ANSWER_MARGIN)
     return total
 
@@ -211,14 +205,15 @@ def _autocast(device: Any) -> Any:
     return contextlib.nullcontext
 
 
-def _score(model: Any, tok: Any, cfg: FinetuneConfig, autocast: Any = contextlib.nullcontext,
+def _score(engine: Any, plan: Any, autocast: Any = contextlib.nullcontext,
            tick: Callable[[int], None] | None = None) -> dict[str, float]:
-    was_training = model.training
+    """Accuracy per task of the engine's model as it is now (the backend reads the weights
+    the optimizer just changed; it holds no state that depends on them)."""
+    was_training = engine.model.training
     with autocast():
-        res = evaluate(make_backend(model, tok, backend="hf", batch_size=cfg.batch_size),
-                       tasks=list(cfg.tasks), shots=cfg.shots, n=cfg.eval_n, on_progress=tick)
-    model.train(was_training)
-    return {name: res.accuracy(name) for name in res.tasks}
+        scores = score(engine, plan, on_progress=tick)[0]
+    engine.model.train(was_training)
+    return {name: s["accuracy"] for name, s in scores.items()}
 
 
 @dataclass
@@ -231,9 +226,11 @@ class SeedPlan:
     micro: int = 1
 
 
-def finetune_seed(base: Any, tok: Any, cfg: FinetuneConfig, plan: SeedPlan, log: Log = lambda s: None,
-                  save: Path | None = None, progress: "Progress | None" = None) -> SeedRun:
-    """One run: a fresh fp32 copy of ``base`` fine-tuned on the seed's own records."""
+def finetune_seed(base: Any, tok: Any, cfg: FinetuneConfig, plan: SeedPlan, evals: Plan,
+                  log: Log = lambda s: None, save: Path | None = None,
+                  progress: "Progress | None" = None) -> SeedRun:
+    """One run: a fresh fp32 copy of ``base`` fine-tuned on the seed's own records, scored on
+    ``evals`` (built once for all seeds) through one backend over that copy."""
     import torch
 
     device = next(base.parameters()).device
@@ -245,13 +242,14 @@ def finetune_seed(base: Any, tok: Any, cfg: FinetuneConfig, plan: SeedPlan, log:
 
     def score(model: Any) -> dict[str, float]:
         t0 = time.perf_counter()
-        accuracy = _score(model, tok, cfg, autocast, p.eval_tick)
+        accuracy = _score(engine, evals, autocast, p.eval_tick)
         run.eval_time_s += time.perf_counter() - t0
         return accuracy
 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(plan.seed)  # dropout, if the model has any
         model = copy.deepcopy(base).float()
+        engine = make_backend(model, tok, backend="hf", batch_size=cfg.batch_size)
         opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
         p.at(plan.seed, 0)
         if 0 in wanted:  # step 0 is in the window: the model before any update
@@ -294,7 +292,7 @@ def _guarded_step(model: Any, batches: Sequence[tuple[Any, Any, Any, int]], opt:
 
 
 def _prepare(base: Any, tok: Any, cfg: FinetuneConfig, data: dict[int, list[dict[str, Any]]],
-             evals: dict[str, list[dict[str, Any]]], progress: bool) -> tuple[list[SeedPlan], Progress]:
+             evals: Plan, progress: bool) -> tuple[list[SeedPlan], Progress]:
     """Encode every seed's data, refuse what cannot fit (context, memory), size the
     micro-batches and the progress bar's work."""
     encoded = {s: encode(tok, recs) for s, recs in data.items()}
@@ -307,22 +305,21 @@ def _prepare(base: Any, tok: Any, cfg: FinetuneConfig, data: dict[int, list[dict
     plans = [SeedPlan(s, data[s], encoded[s], micro) for s in data]
     train_units = cfg.steps * sum(3.0 * int(e[1].sum()) for e in encoded.values())
     eval_units = float(len(cfg.eval_steps) * len(plans) * eval_tokens)
-    bar = Progress(progress, train_units, eval_units, sum(len(v) for v in evals.values()),
+    bar = Progress(progress, train_units, eval_units, evals.total,
                    seeds=len(plans), steps=cfg.steps)
     return plans, bar
 
 
-def _plan_line(cfg: FinetuneConfig, plans: list[SeedPlan], evals: dict[str, list[Any]],
-               out: str | Path | None) -> str:
+def _plan_line(cfg: FinetuneConfig, plans: list[SeedPlan], evals: Plan, out: str | Path | None) -> str:
     """What is about to run, said before the first (possibly long) step."""
     return (f"fine-tuning {len(plans)} seed(s) x {cfg.steps} steps on {cfg.examples} examples "
-            f"(micro-batches of {plans[0].micro}), evaluating {sum(len(v) for v in evals.values())} "
+            f"(micro-batches of {plans[0].micro}), evaluating {evals.total} "
             f"examples at {len(cfg.eval_steps)} steps per seed; "
             + (f"finished seeds go to {out}" if out is not None else
                "no --out: results are only returned (pass --out DIR to keep finished seeds)"))
 
 
-def _run_seeds(base: Any, tok: Any, cfg: FinetuneConfig, plans: list[SeedPlan], bar: Progress,
+def _run_seeds(base: Any, tok: Any, cfg: FinetuneConfig, plans: list[SeedPlan], evals: Plan, bar: Progress,
                model: dict[str, Any], runs: dict[int, SeedRun], old_wall: float, log: Log,
                out: str | Path | None, save: str | Path | None) -> dict[str, Any]:
     """Fine-tune the missing seeds; each finished seed is written to ``out`` at once."""
@@ -331,7 +328,7 @@ def _run_seeds(base: Any, tok: Any, cfg: FinetuneConfig, plans: list[SeedPlan], 
     try:
         for plan in plans:
             target = Path(save).expanduser() / f"seed-{plan.seed}" if save else None
-            runs[plan.seed] = finetune_seed(base, tok, cfg, plan, lambda m: bar.write(log, m), target, bar)
+            runs[plan.seed] = finetune_seed(base, tok, cfg, plan, evals, lambda m: bar.write(log, m), target, bar)
             results = results_of(cfg, model, runs, old_wall + time.perf_counter() - start,
                                  plans[0].micro)
             if out is not None:
@@ -371,7 +368,7 @@ def finetune(model: Any, cfg: FinetuneConfig = FinetuneConfig(), tokenizer: Any 
         log(f"the run in {out} is complete ({len(runs)} seeds); nothing to do")
         return old
     data = {s: [_slim(r) for r in training_set(cfg, s)] for s in todo}
-    evals = eval_records(cfg)
+    tasks = eval_tasks(cfg)
     if before_load is not None:
         before_load()
     with folder_lock(out, "finetune") if out is not None else contextlib.nullcontext():
@@ -383,9 +380,10 @@ def finetune(model: Any, cfg: FinetuneConfig = FinetuneConfig(), tokenizer: Any 
         info = {**engine.describe(), "weights": weights_fingerprint(base)}
         if old is not None:
             check_same_model(old, info, out)
+        evals = plan_for(tasks, engine.count_tokens_many)  # once: every step of every seed scores it
         plans, bar = _prepare(base, tok, cfg, data, evals, progress)
         bar.write(log, _plan_line(cfg, plans, evals, out))
-        return _run_seeds(base, tok, cfg, plans, bar, info, runs, (old or {}).get("wall_time_s", 0.0),
+        return _run_seeds(base, tok, cfg, plans, evals, bar, info, runs, (old or {}).get("wall_time_s", 0.0),
                           log, out, save)
 
 

@@ -34,7 +34,7 @@ from rprim.core import RprimError
 
 from .backend import Backend, Generation, Progress, Request
 from .decode import NONE, Decoder, Job, cache_of
-from .loading import config_hash, context_length, eos_ids
+from .loading import check_fits, config_hash, context_length, eos_ids
 from .tokens import (decide_bos, encode, finish, finish_many, first_stop, forced_guess, plain_texts,
                      stop_table)
 
@@ -227,10 +227,7 @@ class HFBackend(Backend):
         if min(len(p) for p in prompts) == 0:
             raise RprimError("a prompt tokenizes to nothing; the tokenizer cannot encode the task text")
         longest = max(len(p) for p in prompts)
-        if longest + max_new_tokens > self.max_len:
-            raise RprimError(f"a prompt needs {longest} tokens plus {max_new_tokens} for the answer, "
-                             f"but the model's context is {self.max_len}; use fewer --shots or a "
-                             "model with a longer context")
+        check_fits(longest, max_new_tokens, self.max_len)
         guess = forced_guess(self.tok, [r.prompt for r in requests], [r.continuation for r in requests])
         tails = [t[:max_new_tokens - 1] for t in guess]
         shared = min(_common_prefix(prompts), min(len(p) for p in prompts) - 1)

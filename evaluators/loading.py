@@ -249,6 +249,16 @@ def config_hash(model_or_config: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def check_fits(need: int, answer: int, context: int, what: str = "a prompt") -> None:
+    """The one check that text fits a model's context: ``need`` tokens of prompt (or a whole
+    training row, with ``answer`` 0) plus ``answer`` tokens to decode, against ``context``.
+    Every place (evaluation plan, backends, fine-tuning) asks here, so they agree."""
+    if need + answer > context:
+        plus = f" plus {answer} for the answer" if answer else ""
+        raise RprimError(f"{what} needs {need} tokens{plus}, but the model's context is {context}; "
+                         "use fewer --shots or a model with a longer context")
+
+
 def context_length(config: Any, tokenizer: Any) -> int:
     """The longest sequence the model accepts (positions), or a very large number."""
     config = getattr(config, "config", config)  # a model works too

@@ -432,3 +432,48 @@ def test_corrupt_weights_are_one_line(model_dir, tmp_path):
         pytest.xfail("needs the evaluator helper's load_hf fix (corrupt weights -> RprimError)")
     else:
         pytest.fail("corrupt weights loaded")
+
+
+def test_one_backend_per_seed_and_one_plan_per_run(monkeypatch):
+    """Fine-tuning scores through the scoring layer: the held-out plan (records, answer budgets)
+    is built once per run, the backend once per seed (plus the one that loads the model), not
+    once per evaluation step; the scoring layer gives what the public evaluate() gives."""
+    from rprim.evaluators import hf
+
+    built, plans = [], []
+    init, plan_for = hf.HFBackend.__init__, F.plan_for
+
+    def counting_init(self, *a, **k):
+        built.append(1)
+        init(self, *a, **k)
+
+    def counting_plan(*a, **k):
+        plans.append(1)
+        return plan_for(*a, **k)
+
+    monkeypatch.setattr(hf.HFBackend, "__init__", counting_init)
+    monkeypatch.setattr(F, "plan_for", counting_plan)
+    tok = H.tokenizer("bpe")
+    model = H.tiny_model(tok, train_steps=0)
+    cfg = replace(QUICK, seeds=(0, 1), steps=4, eval_every=1, eval_start=1)
+    res = finetune(model, cfg, tokenizer=tok)
+    assert len(built) == 1 + 2 and len(plans) == 1   # 4 evaluations per seed, 8 in all
+    assert all(len([q for q in r["curve"] if "accuracy" in q]) == 4 for r in res["runs"])
+    from rprim.evaluators import evaluate
+
+    trained = H.tiny_model(tok, train_steps=30)
+    engine = F.make_backend(trained, tok, backend="hf")
+    layer = F._score(engine, F.plan_for(F.eval_tasks(cfg.resolved()), engine.count_tokens_many))
+    front = evaluate(trained, tasks=list(cfg.tasks), shots=cfg.shots, n=cfg.eval_n, tokenizer=tok)
+    assert layer == {t: front.accuracy(t) for t in front.tasks}
+
+
+def test_one_place_says_a_prompt_does_not_fit():
+    """The context check's message comes from one function (loading.check_fits): no other
+    module of rprim words it, so evaluation, the backends and fine-tuning cannot disagree."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sources = [p for d in ("evaluators", "rprim", "model_zoo", "primitives") for p in (root / d).rglob("*.py")]
+    hits = [p.relative_to(root).as_posix() for p in sources if "the model's context is" in p.read_text()]
+    assert hits == ["evaluators/loading.py"]
