@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from rprim.core import RprimError
+from rprim.core.layout import (CHECKPOINTS, RESULTS_FILE, SAMPLES, SNAPSHOT_FILE, SUMMARY_FILE, analysis_file,
+                               finetune_results)
 
 from . import stats
 from .data import sample_file
 
-RESULTS = "results.json"
-SUMMARY = "training_summary.json"
-SNAPSHOT = "snapshot.json"
+RESULTS, SUMMARY, SNAPSHOT = RESULTS_FILE, SUMMARY_FILE, SNAPSHOT_FILE
 GROUP_ORDER = ["copying", "varassign d0", "varassign d1", "varassign d2", "varassign d3", "varassign basic",
                "varassign math", "varassign code", "psm", "psm-calc", "arithmetic"]
 
@@ -201,7 +201,7 @@ class Checkpoint:
 
 def read_samples(folder: Path, task: str) -> list[dict[str, Any]]:
     """The rows of ``folder/samples/<task>.jsonl`` (none when absent; damaged lines skipped)."""
-    path = folder / "samples" / sample_file(task)
+    path = folder / SAMPLES / sample_file(task)
     rows = []
     if path.is_file():
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -299,10 +299,10 @@ def load_model(path: str | Path, name: str | None = None) -> ModelResults:
     model_dir = _model_folder(meta, path)
     m = ModelResults(name or path.name, path, meta, tasks)
     m.summary = _optional_json(path / SUMMARY, model_dir / SUMMARY if model_dir else None, check=_check_summary)
-    m.finetune = _optional_json(path / "finetune" / RESULTS, check=_check_finetune)
-    m.similarity = _optional_json(path / "analysis" / "similarity" / "similarity.json", check=_check_similarity)
-    m.linearity = _optional_json(path / "analysis" / "linearity" / "linearity.json", check=_check_linearity)
-    m.checkpoints = _checkpoints(path / "checkpoints")
+    m.finetune = _optional_json(finetune_results(path), check=_check_finetune)
+    m.similarity = _optional_json(analysis_file(path, "similarity"), check=_check_similarity)
+    m.linearity = _optional_json(analysis_file(path, "linearity"), check=_check_linearity)
+    m.checkpoints = _checkpoints(path / CHECKPOINTS)
     return m
 
 

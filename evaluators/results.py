@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from rprim.core import atomic_folder, check_output_folder, write_json
+from rprim.core.layout import RESULTS_FILE, SAMPLES
 
 from .data import sample_file
 
-RESULTS = "results.json"
+RESULTS = RESULTS_FILE
 RESULTS_KIND = "eval"
 
 
@@ -66,9 +67,9 @@ class Results:
         """Write results.json and samples/*.jsonl into folder ``out``, all or nothing."""
         out = check_results_folder(out)
         with atomic_folder(out, kind=RESULTS_KIND) as tmp:
-            (tmp / "samples").mkdir()
+            (tmp / SAMPLES).mkdir()
             for name, rows in self.samples.items():
-                with open(tmp / "samples" / sample_file(name), "w", encoding="utf-8") as f:
+                with open(tmp / SAMPLES / sample_file(name), "w", encoding="utf-8") as f:
                     for r in rows:
                         f.write(json.dumps(r, ensure_ascii=False) + "\n")
             write_json(tmp / RESULTS, self.to_dict())
@@ -82,7 +83,7 @@ class Results:
         tasks = data.pop("tasks")
         samples = {}
         for name in tasks:
-            path = out / "samples" / sample_file(name)
+            path = out / SAMPLES / sample_file(name)
             samples[name] = ([json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
                              if path.is_file() else [])
         return cls(tasks, samples, data)

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from rprim.core import RprimError, folder_lock, write_json, write_text
-from rprim.core.files import MARKER, _nearest_existing, _probe, clean_stale_temps, read_marker, user_entries
+from rprim.core.files import (MARKER, _nearest_existing, _probe, clean_stale_temps, normal_rights, read_marker,
+                              user_entries)
 
 KIND = "train"
 # what a run writes; runs from before markers are recognised by these names
@@ -153,6 +154,7 @@ class RunFolder:
         tmp = Path(tempfile.mkdtemp(prefix=".export.tmp-", dir=self.out))
         try:
             save(tmp)
+            normal_rights(tmp)
             names = sorted(p.name for p in tmp.iterdir())
             self.add_entries(names)
             for name in names:

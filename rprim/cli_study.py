@@ -55,13 +55,13 @@ def analyze() -> None:
 def similarity_command(model: str, block_size: int | None, out: str | None) -> None:
     """Cosine similarity between every pair of blocks' first feed-forward weights."""
     from rprim.model_zoo import analysis as A
-    from rprim.study import ANALYSIS_KINDS, check_analysis_out, write_similarity
+    from rprim.study import check_analysis_out, write_similarity
 
     if block_size is not None and block_size < 1:
         raise RprimError(f"--block-size must be a positive number of layers (got {block_size})")
     A.check_model_folder(model)
     if out is not None:
-        check_analysis_out(out, ANALYSIS_KINDS["similarity"])
+        check_analysis_out(out, "similarity")
     result = A.similarity(model, block_size)
     for snap in result["snapshots"]:
         click.echo(f"{snap['label']}: {snap['blocks']} blocks of {result['block_size']} layer(s)")
@@ -81,7 +81,7 @@ def similarity_command(model: str, block_size: int | None, out: str | None) -> N
 def linearity_command(model: str, text: str | None, tokens: int | None, out: str | None) -> None:
     """Per layer: R^2 and cosine of the best linear map from input to residual update."""
     from rprim.model_zoo import analysis as A
-    from rprim.study import ANALYSIS_KINDS, LINEARITY_FALLBACK, check_analysis_out, write_linearity
+    from rprim.study import LINEARITY_FALLBACK, check_analysis_out, write_linearity
 
     if tokens is not None and tokens < 16:
         raise RprimError(f"--tokens must be at least 16 (got {tokens})")
@@ -89,7 +89,7 @@ def linearity_command(model: str, text: str | None, tokens: int | None, out: str
     if text is not None:
         A.read_text(text)
     if out is not None:
-        check_analysis_out(out, ANALYSIS_KINDS["linearity"])
+        check_analysis_out(out, "linearity")
     result = A.linearity(model, text, tokens, fallback=LINEARITY_FALLBACK)
     click.echo(f"text: {result['text']}; fit on {result['tokens_fit']} tokens, scored on "
                f"{result['tokens_score']}")

@@ -418,3 +418,17 @@ def test_sigterm_checkpoints_where_the_run_is(cache, trained, tmp_path):
     ref, got = load_weights(trained["midas"]), load_weights(out)
     assert all(torch.equal(ref[k], got[k]) for k in ref)
     assert losses(out) == losses(trained["midas"])
+
+
+def test_models_and_snapshots_have_normal_rights(trained):
+    """Weights are written through a temp file (0600 by default); a run's files get the rights
+    of a normally created file, so another user of a shared machine can read the model."""
+    from rprim.core.files import _umask
+
+    want = 0o666 & ~_umask()
+    run = trained["midas"]
+    files = [run / "model.safetensors", run / "config.json",
+             *sorted((run / "snapshots").glob("step-*/model.safetensors"))]
+    assert len(files) > 3
+    for p in files:
+        assert p.stat().st_mode & 0o777 == want, p

@@ -226,6 +226,25 @@ def _swap_in(src: Path, dst: Path) -> None:
         os.replace(src, dst)
 
 
+def normal_rights(folder: Path) -> None:
+    """The folder and everything in it get the rights of a normally created file (0644 and
+    0755 under the usual umask): mkdtemp makes 0700, and libraries that write through a temp
+    file (safetensors' weights) leave 0600, which another user of a shared machine cannot
+    read. Links are left alone."""
+    mask = _umask()
+    os.chmod(folder, 0o777 & ~mask)
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            p = os.path.join(root, name)
+            if not os.path.islink(p):
+                os.chmod(p, 0o777 & ~mask)
+        for name in files:
+            p = os.path.join(root, name)
+            if not os.path.islink(p):
+                executable = os.stat(p).st_mode & 0o100
+                os.chmod(p, (0o777 if executable else 0o666) & ~mask)
+
+
 def _carry_over(old: Path, new: Path) -> None:
     """Entries of ``old`` that ``new`` lacks (a user's notes in ``samples/``, say) into
     ``new``, recursively, before ``new`` replaces ``old``: rprim never deletes what it did not
@@ -306,7 +325,7 @@ def atomic_folder(out: str | Path, kind: str | None = None, keep_existing: bool 
         raise RprimError(f"cannot write {out}: {e.strerror or e}; choose another place") from None
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the folder normal rights
+        normal_rights(tmp)
         if keep_existing and out.exists():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
