@@ -7,13 +7,12 @@ query + target_delimiter + target + "\\n\\n" and then appends the query, as rpri
 Predictions are cut at the task's ``until`` strings and compared after stripping
 surrounding whitespace, rprim's exact-match metric.
 
-The folder can move. lm-eval hands ``dataset_kwargs`` to ``datasets.load_dataset`` unchanged,
-and ``datasets`` resolves relative ``data_files`` against the working directory, not the YAML
-(only ``include:`` and ``!function`` are resolved beside the YAML). So each data file is named
-by two relative glob patterns: one that matches from inside the export folder, one from the
-folder that holds it. ``datasets`` skips a glob pattern that matches nothing (a plain path would
-be an error), so exactly one of them applies from either place. The file names carry a hash of
-their bytes, so a pattern can never pick up another export's data.
+The folder can move, and lm-eval can start in any folder. lm-eval hands ``dataset_kwargs`` to
+``datasets.load_dataset``, which resolves relative ``data_files`` against the working directory,
+not the YAML; only ``include:`` and ``!function`` are resolved beside the YAML. So each task
+loads its data through lm-eval's ``custom_dataset`` hook (lm-eval 0.4.9 and later): a small
+loader, ``_rprim_data.py`` beside the YAML, reads the JSONL files named in ``data_files``
+relative to its own location. The file names carry a hash of their bytes.
 """
 
 from __future__ import annotations
@@ -36,9 +35,26 @@ ANSWER_TOKENS = 32  # max_gen_toks: far above any target of the suite
 STRIP = ["^\\s+", "\\s+$"]  # rprim's prediction is stripped of surrounding whitespace
 
 
-YAML_NOTE = ("# Written by `rprim export lm-eval`. Data paths are relative: run lm_eval from the\n"
-             "# folder that holds this export (--include_path FOLDER) or from inside it\n"
-             "# (--include_path .).\n")
+YAML_NOTE = ("# Written by `rprim export lm-eval`. The data files are read by _rprim_data.py beside\n"
+             "# this file, relative to it: run lm_eval from any folder (--include_path EXPORT).\n")
+LOADER = "_rprim_data"
+LOADER_SOURCE = '''"""Loads this task's data for lm-eval (the YAML's custom_dataset, written by rprim): the
+files named in data_files, relative to this file, so lm_eval can start in any folder."""
+
+import json
+import os
+
+
+def load(data_files=None, **_):
+    import datasets
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    splits = {}
+    for split, name in (data_files or {}).items():
+        with open(os.path.join(here, name), encoding="utf-8") as f:
+            splits[split] = datasets.Dataset.from_list([json.loads(x) for x in f if x.strip()])
+    return datasets.DatasetDict(splits)
+'''
 
 
 def lm_eval_name(task: str) -> str:
@@ -64,23 +80,11 @@ def _lines(records: Sequence[dict[str, Any]]) -> list[list[str]]:
     return [[json.dumps(r, ensure_ascii=False, separators=(",", ":")) for r in records]]
 
 
-def _yaml(config: dict[str, Any]) -> str:
-    """YAML for lm-eval; every value is written as JSON, which is valid YAML."""
-    return YAML_NOTE + "".join(f"{k}: {json.dumps(v)}\n" for k, v in config.items())
-
-
-def _glob_literal(text: str) -> str:
-    """``text`` as a glob pattern that matches exactly it."""
-    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
-
-
-def data_patterns(export_name: str, relpath: str) -> list[str]:
-    """Relative glob patterns for a file of an export named ``export_name``: the first matches
-    from inside the export, the second from the folder holding it. The ``[.]`` makes each a
-    glob, which ``datasets`` skips when it matches nothing."""
-    stem, dot, ext = _glob_literal(relpath).rpartition(".")
-    inside = f"{stem}[.]{ext}" if dot else relpath
-    return [inside, f"{_glob_literal(export_name)}/{inside}"]
+def _yaml(config: dict[str, Any], raw: dict[str, str] | None = None) -> str:
+    """YAML for lm-eval; every value is written as JSON, which is valid YAML (``raw`` values,
+    such as a ``!function`` tag, as they are)."""
+    return YAML_NOTE + "".join(f"{k}: {json.dumps(v)}\n" for k, v in config.items()) + \
+        "".join(f"{k}: {v}\n" for k, v in (raw or {}).items())
 
 
 def _write_data(folder: Path, split: str, records: Sequence[dict[str, Any]]) -> str:
@@ -95,13 +99,13 @@ def export_lm_eval(out: str | Path, tasks: str | Sequence[str] | None = "suite",
                    n: int | None = None, seed: int = 0) -> list[str]:
     """Write one lm-eval task per rprim task (data + YAML) and a group ``rprim``.
 
-    Data paths in the YAML are relative (see the module docstring), so the folder can move:
-    run lm-eval from the folder that holds it, or from inside it. Returns the lm-eval task names.
+    Each task reads its data through a loader beside its YAML (see the module docstring), so
+    the folder can move and lm-eval can start anywhere. Returns the lm-eval task names.
     """
     if isinstance(shots, bool) or not isinstance(shots, int) or shots < 0:
         raise RprimError(f"--shots must be 0 or more exemplars (got {shots!r})")
     names = task_names(tasks)
-    with _staged(out, "lm-eval-export") as (dest, tmp):
+    with _staged(out, "lm-eval-export") as (_, tmp):
         exported = []
         for name in names:
             task, records = task_records(name, 0, n, seed)
@@ -117,8 +121,7 @@ def export_lm_eval(out: str | Path, tasks: str | Sequence[str] | None = "suite",
             config = {
                 "task": lm_eval_name(task.name),
                 "dataset_path": "json",
-                "dataset_kwargs": {"data_files": {split: data_patterns(dest.name, f"{task.name}/{file}")
-                                                  for split, file in files.items()}},
+                "dataset_kwargs": {"data_files": files},
                 "test_split": "test",
                 "fewshot_split": "fewshot",
                 "fewshot_config": {"sampler": "first_n"},
@@ -136,7 +139,9 @@ def export_lm_eval(out: str | Path, tasks: str | Sequence[str] | None = "suite",
                 "metadata": {"version": float(P.GENERATOR_VERSION), "rprim_task": task.name,
                              "seed": seed},
             }
-            write_text(folder / f"{task.name}.yaml", _yaml(config), fsync=False)
+            write_text(folder / f"{LOADER}.py", LOADER_SOURCE, fsync=False)
+            write_text(folder / f"{task.name}.yaml", _yaml(config, {"custom_dataset": f"!function {LOADER}.load"}),
+                       fsync=False)
             exported.append(config["task"])
         group = {"group": "rprim", "task": exported,
                  "aggregate_metric_list": [{"metric": "exact_match", "aggregation": "mean",

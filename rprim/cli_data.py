@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -190,9 +191,9 @@ def export_lm_eval(out: str, tasks: str, shots: int, n: int | None, seed: int) -
 
     names = run(out, tasks=tasks, shots=shots, n=n, seed=seed)
     click.echo(f"wrote {len(names)} lm-eval tasks (group rprim) to {out}:\n  " + " ".join(names))
-    click.echo(f"run it from this folder: lm_eval --model hf --model_args pretrained=MODEL "
-               f"--include_path {out} --tasks rprim\n(data paths are relative: the folder may move; "
-               "run lm_eval from the folder holding it, or from inside it with --include_path .)")
+    click.echo(f"run it from any folder: lm_eval --model hf --model_args pretrained=MODEL "
+               f"--include_path {Path(out).expanduser().resolve()} --tasks rprim\n(each task reads its data "
+               "beside its YAML: the folder may move; lm-eval 0.4.9 or later)")
 
 
 @export.command("parquet")

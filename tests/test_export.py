@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import shutil
@@ -27,20 +26,23 @@ def tree(root: Path) -> dict[str, bytes | None]:
             for p in sorted(root.rglob("*"))}
 
 
-def data_files(yaml_path: Path) -> dict[str, list[str]]:
+def data_files(yaml_path: Path) -> dict[str, str]:
     line = next(x for x in yaml_path.read_text().splitlines() if x.startswith("dataset_kwargs:"))
     return json.loads(line.split(":", 1)[1])["data_files"]
 
 
-def resolve_like_datasets(patterns: list[str], cwd: Path) -> list[Path]:
-    """What `datasets.load_dataset("json", data_files=...)` reads: each pattern relative to the
-    working directory; a glob pattern that matches nothing is skipped, a plain path must exist."""
-    found = []
-    for pattern in patterns:
-        hits = sorted(glob.glob(str(cwd / pattern)))
-        assert hits or glob.has_magic(pattern), pattern
-        found += [Path(h) for h in hits]
-    return found
+def load_like_lm_eval(yaml_path: Path) -> dict[str, list[dict]]:
+    """What lm-eval's custom_dataset hook returns: the loader named by the YAML's ``!function``,
+    imported from beside the YAML, called with the YAML's dataset_kwargs (rows per split)."""
+    import importlib.util
+
+    line = next(x for x in yaml_path.read_text().splitlines() if x.startswith("custom_dataset:"))
+    module, func = line.split("!function", 1)[1].strip().rsplit(".", 1)
+    spec = importlib.util.spec_from_file_location(module, yaml_path.parent / f"{module}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    dataset = getattr(mod, func)(data_files=data_files(yaml_path), version=1.0)
+    return {split: list(dataset[split]) for split in dataset}
 
 
 def test_lm_eval_folder_layout(tmp_path):
@@ -57,10 +59,10 @@ def test_lm_eval_folder_layout(tmp_path):
         task = P.get(t)
         assert f"target_delimiter: {json.dumps(task.target_delimiter)}" in yaml
         assert json.dumps(list(task.until)) in yaml
-        files = {split: resolve_like_datasets(p, tmp_path) for split, p in data_files(out / t / f"{t}.yaml").items()}
-        test = [json.loads(x) for x in files["test"][0].read_text().splitlines()]
+        files = {split: out / t / name for split, name in data_files(out / t / f"{t}.yaml").items()}
+        test = [json.loads(x) for x in files["test"].read_text().splitlines()]
         assert [r["query"] for r in test] == [r["query"] for r in task.generate(25)]
-        fewshot = [json.loads(x) for x in files["fewshot"][0].read_text().splitlines()]
+        fewshot = [json.loads(x) for x in files["fewshot"].read_text().splitlines()]
         assert [(e["query"], e["target"]) for e in fewshot] == task.exemplars(0, 10)
 
 
@@ -69,25 +71,23 @@ def test_lm_eval_names_keep_the_canonical_name():
     assert [lm_eval_name(t) for t in TASKS] == ["rprim-" + t for t in TASKS]
 
 
-def test_lm_eval_export_can_move(tmp_path):
-    """Relative data paths: after the folder moves, each file resolves exactly once, to the
-    right bytes, from the folder holding the export and from inside it; never from elsewhere."""
+def test_lm_eval_export_can_move(tmp_path, monkeypatch):
+    """No absolute path anywhere; after the folder moves, each task's loader reads the same
+    rows from any working directory (it resolves the files beside itself)."""
+    pytest.importorskip("datasets")
     export_lm_eval(tmp_path / "a" / "lm", tasks="psm,arithmetic", shots=2, n=10)
     before = tree(tmp_path / "a" / "lm")
-    assert not any("/tmp" in str(v) or str(tmp_path) in str(v)
-                   for v in data_files(tmp_path / "a" / "lm" / "psm" / "psm.yaml").values())
+    assert not any(str(tmp_path) in (v or b"").decode("utf-8", "replace") for v in before.values())
+    rows = {t: load_like_lm_eval(tmp_path / "a" / "lm" / t / f"{t}.yaml") for t in ("psm", "arithmetic")}
     (tmp_path / "b").mkdir()
     shutil.move(tmp_path / "a" / "lm", tmp_path / "b" / "lm")
     shutil.rmtree(tmp_path / "a")
     assert tree(tmp_path / "b" / "lm") == before
-    for t in ("psm", "arithmetic"):
-        for split, patterns in data_files(tmp_path / "b" / "lm" / t / f"{t}.yaml").items():
-            from_parent = resolve_like_datasets(patterns, tmp_path / "b")
-            from_inside = resolve_like_datasets(patterns, tmp_path / "b" / "lm")
-            assert len(from_parent) == len(from_inside) == 1
-            assert from_parent[0].resolve() == from_inside[0].resolve()
-            assert from_parent[0].parent == tmp_path / "b" / "lm" / t and from_parent[0].name.startswith(split)
-            assert resolve_like_datasets(patterns, tmp_path) == []
+    for cwd in (tmp_path, tmp_path / "b", tmp_path / "b" / "lm" / "psm", Path("/")):
+        monkeypatch.chdir(cwd)
+        for t in ("psm", "arithmetic"):
+            assert load_like_lm_eval(tmp_path / "b" / "lm" / t / f"{t}.yaml") == rows[t]
+    assert [r["query"] for r in rows["psm"]["test"]] == [r["query"] for r in P.get("psm").generate(10)]
 
 
 def test_lm_eval_builds_rprims_prompts(tmp_path, monkeypatch):
@@ -97,8 +97,9 @@ def test_lm_eval_builds_rprims_prompts(tmp_path, monkeypatch):
 
     export_lm_eval(tmp_path / "a" / "lm", tasks=",".join(TASKS), shots=4, n=30)
     shutil.move(tmp_path / "a", tmp_path / "b")  # the export moves
-    monkeypatch.chdir(tmp_path / "b")
-    tasks = get_task_dict([lm_eval_name(t) for t in TASKS], TaskManager(include_path="lm"))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # lm-eval starts in an unrelated folder
+    tasks = get_task_dict([lm_eval_name(t) for t in TASKS], TaskManager(include_path=str(tmp_path / "b" / "lm")))
     for t in TASKS:
         lm_task = tasks[lm_eval_name(t)]
         ours = P.get(t).generate(30, shots=4)
@@ -148,7 +149,8 @@ def test_lm_eval_scores_like_rprim(tmp_path, monkeypatch):
     tok.save_pretrained(path)
     tasks = ["varassign-code-d0", "psm-calc", "arithmetic"]
     export_lm_eval(tmp_path / "lm", tasks=",".join(tasks), shots=3, n=20)
-    monkeypatch.chdir(tmp_path)  # the export's data paths are relative to the folder holding it
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # lm-eval may start in any folder
     out = lm_eval.simple_evaluate(
         model="hf", model_args=f"pretrained={path},dtype=float32", device="cpu", batch_size=1,
         tasks=[lm_eval_name(t) for t in tasks], task_manager=TaskManager(include_path=str(tmp_path / "lm")),
