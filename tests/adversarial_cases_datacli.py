@@ -103,6 +103,11 @@ CASES = [
     ("export-too-few-queries", ["export", "lm-eval", "--out", "{tmp}/x", "--tasks", "arithmetic-c0-v0_1"],
      "holds at most"),
     ("export-unknown-format", ["export", "csv"], "No such command 'csv'"),
+    # a disk too small for the asked records: refused before anything is written
+    ("gen-n-beyond-the-disk", ["generate", "--task", "varassign-code-d2", "--n", "1000000000000000",
+                               "--out", "{tmp}/x.jsonl"], "needs about"),
+    ("gen-n-beyond-the-disk-parquet", ["generate", "--task", "psm", "--n", "1000000000000000", "--allow-duplicates",
+                                       "--out", "{tmp}/x.parquet"], "needs about"),
 ]
 
 

@@ -49,6 +49,10 @@ CASES = [
      "cannot name a samples file"),
     ("eval-data-name-nul", ["eval", "--model", "{fixtures}/good", "--data", "{fixtures}/nulname.jsonl"],
      "cannot name a samples file"),
+    ("eval-data-name-hidden", ["eval", "--model", "{fixtures}/good", "--data", "{fixtures}/dotname.jsonl"],
+     "cannot name a samples file"),
+    ("eval-data-missing-ids-collide", ["eval", "--model", "{fixtures}/good", "--data", "{fixtures}/nullids.jsonl"],
+     "the same id 'None'"),
     ("eval-add-bos-without-bos", ["eval", "--model", "{fixtures}/good", "--tasks", "psm",
                                   "--add-bos"], "BOS"),
     ("eval-hub-unreachable", ["eval", "--model", "nosuchorg/nosuchmodel", "--tasks", "psm"],
@@ -95,7 +99,9 @@ def setup(fixtures: Path) -> None:
     lines = {"dupids": [{**rec, "id": 7}, {**rec, "id": "7"}],
              "collide": [{**rec, "task": "a/b"}, {**rec, "task": "a_b"}],
              "longname": [{**rec, "task": "t" * 300}],
-             "nulname": [{**rec, "task": "bad\u0000name"}]}
+             "nulname": [{**rec, "task": "bad\u0000name"}],
+             "dotname": [{**rec, "task": ".hidden"}],
+             "nullids": [{**rec, "id": None}, {**rec, "id": None}]}
     for name, recs in lines.items():
         (fixtures / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     (fixtures / "notarget.jsonl").write_text(json.dumps({"prompt": "1+1=", "answer": "2"}) + "\n")

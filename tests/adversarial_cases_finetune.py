@@ -50,6 +50,9 @@ CASES = [
      "holds a complete fine-tuning run (3 seed(s)); pass --resume"),
     ("finetune-resume-no-config-seeds", [*FT, "--out", "{fixtures}/noseeds", "--resume"],
      "config.seeds is None"),
+    ("finetune-resume-runs-without-seed", [*FT, "--out", "{fixtures}/noseedrun", "--resume"], "runs[0] has no seed"),
+    ("finetune-resume-not-json", [*FT, "--out", "{fixtures}/notjson", "--resume"],
+     "not an rprim finetune results file"),
     ("finetune-examples-beyond-memory", [*FT, "--examples", "1000000000"], "GiB of host memory"),
     # the model: its context, its weights
     ("finetune-shots-beyond-context", [*FT, "--shots", "50", "--seeds", "1"],
@@ -79,3 +82,8 @@ def setup(fixtures: Path) -> None:
     broken = json.loads(json.dumps(results))
     del broken["config"]["seeds"]
     save_results(broken, fixtures / "noseeds")
+    no_seed = json.loads(json.dumps(results))
+    no_seed["runs"] = [{"x": 1}]
+    save_results(no_seed, fixtures / "noseedrun")
+    (fixtures / "notjson").mkdir()
+    (fixtures / "notjson" / "results.json").write_text("{")

@@ -39,6 +39,15 @@ CASES = [
     ("report-linearity-damaged", ["report", f"{F}/lin-bad", "--out", "{tmp}/r"], "linearity.json is damaged"),
     ("report-summary-loss-text", ["report", f"{F}/sum-bad", "--out", "{tmp}/r"], "final_val_loss"),
     ("report-snapshot-damaged", ["report", f"{F}/snap-bad", "--out", "{tmp}/r"], "snapshot.json is damaged"),
+    ("report-n-bool", ["report", f"{F}/n-bool", "--out", "{tmp}/r"], "n is True"),
+    ("report-accuracy-text", ["report", f"{F}/acc-text", "--out", "{tmp}/r"], "accuracy is 'high'"),
+    ("report-chance-above-one", ["report", f"{F}/chance-big", "--out", "{tmp}/r"], "chance is 7"),
+    ("report-checkpoint-results-damaged", ["report", f"{F}/ckpt-bad", "--out", "{tmp}/r"],
+     "results.json is damaged"),
+    ("report-finetune-mean-above-one", ["report", f"{F}/ft-mean", "--out", "{tmp}/r"], "mean in [0, 1]"),
+    ("report-similarity-no-snapshots", ["report", f"{F}/sim-empty", "--out", "{tmp}/r"], "snapshots is missing"),
+    ("report-linearity-cosine-out-of-range", ["report", f"{F}/lin-cos", "--out", "{tmp}/r"], "cosine in [-1, 1]"),
+    ("report-summary-tokens-negative", ["report", f"{F}/sum-tokens", "--out", "{tmp}/r"], "tokens is -3"),
     # analyze
     ("similarity-missing-model", ["analyze", "similarity", "--model", f"{F}/nope"], "does not exist"),
     ("similarity-model-is-file", ["analyze", "similarity", "--model", f"{F}/afile.txt"], "is a file"),
@@ -66,6 +75,15 @@ CASES = [
     ("study-bad-block-size", ["study", "--out", "{tmp}/s", "--set", "block_size=3"], "block size"),
     ("study-bad-set", ["study", "--out", "{tmp}/s", "--set", "lr=fast"], "lr takes a number"),
     ("study-zero-threads", ["study", "--out", "{tmp}/s", "--threads", "0"], "--threads"),
+    ("study-device-not-here", ["study", "--out", "{tmp}/s", "--set", "device=cuda:7"], "--set device=cuda:7"),
+    ("study-corpus-missing", ["study", "--out", "{tmp}/s", "--corpus", "{tmp}/nope"], "--corpus"),
+    ("study-steps-empty-stage", ["study", "--out", "{tmp}/s", "--steps", "11"], "--steps 16 or more"),
+    ("study-cache-is-file", ["study", "--out", "{tmp}/s", "--set", f"cache_dir={F}/afile.txt"],
+     "is a file, not a folder"),
+    ("study-seeds-zero", ["study", "--out", "{tmp}/s", "--seeds", "0"], "--seeds must be a positive integer"),
+    ("study-seeds-with-a-seed", ["study", "--out", "{tmp}/s", "--seeds", "2", "--set", "seed=3"],
+     "--seeds trains seeds 0, 1"),
+    ("study-mix-loss-unknown", ["study", "--out", "{tmp}/s", "--set", "mix_loss=some"], "unknown mix_loss"),
     ("study-out-is-file", ["study", "--out", f"{F}/afile.txt"], "is a file"),
     ("study-out-user-folder", ["study", "--out", f"{F}/user"], "holds no rprim study output"),
 ]
@@ -90,7 +108,8 @@ def setup(fixtures: Path) -> None:
     good = {"accuracy": 0.5, "n": 2, "ci95": [0.1, 0.9], "chance": 0.2}
     for name, task in (("acc-nan", {**good, "accuracy": float("nan")}), ("acc-big", {**good, "accuracy": 3.5}),
                        ("n-neg", {**good, "n": -5}), ("n-zero", {**good, "n": 0}),
-                       ("ci-bad", {**good, "ci95": [0.1]})):
+                       ("ci-bad", {**good, "ci95": [0.1]}), ("n-bool", {**good, "n": True}),
+                       ("acc-text", {**good, "accuracy": "high"}), ("chance-big", {**good, "chance": 7})):
         (fixtures / name).mkdir()
         (fixtures / name / "results.json").write_text(json.dumps({"tasks": {"varassign-code-d0": task}}))
     beside = {"ft-bad": ("finetune/results.json", "{"),
@@ -101,7 +120,13 @@ def setup(fixtures: Path) -> None:
                   {"snapshots": [{"similarity": [[1.0, 0.5], [0.5]]}]})),
               "lin-bad": ("analysis/linearity/linearity.json", json.dumps({"layers": [{"r2": "high"}]})),
               "sum-bad": ("training_summary.json", json.dumps({"final_val_loss": "low"})),
-              "snap-bad": ("checkpoints/step-00000001/snapshot.json", json.dumps({"step": -1}))}
+              "snap-bad": ("checkpoints/step-00000001/snapshot.json", json.dumps({"step": -1})),
+              "ckpt-bad": ("checkpoints/step-00000001/results.json", "{not json"),
+              "ft-mean": ("finetune/results.json", json.dumps(
+                  {"aggregate": {"per_task": {"t": {"mean": 2.0, "std": 0.1}}}, "runs": [], "config": {"seeds": [0]}})),
+              "sim-empty": ("analysis/similarity/similarity.json", json.dumps({"snapshots": []})),
+              "lin-cos": ("analysis/linearity/linearity.json", json.dumps({"layers": [{"r2": 0.5, "cosine": 3}]})),
+              "sum-tokens": ("training_summary.json", json.dumps({"tokens": -3}))}
     for name, (rel, content) in beside.items():
         import shutil
 

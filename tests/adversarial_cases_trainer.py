@@ -26,6 +26,14 @@ CASES = [
     ("plan-tokens-fraction", ["plan", "--tokens", "1.5"], "whole number"),
     ("train-device-not-here", ["train", *OUT, "--set", "device=cuda:7"], "--set device=cuda:7"),
     ("train-corpus-missing", ["train", "--corpus", "{tmp}/nope", *OUT], "--corpus"),
+    # a broken environment and settings of this round, all before any data is prepared
+    ("train-cache-is-a-file", ["train", *OUT, "--cache-dir", "{fixtures}/user/notes.txt"], "is a file, not a folder"),
+    ("train-cache-in-proc", ["train", *OUT, "--cache-dir", "/proc/rprim-cache"], "cannot be created"),
+    ("train-mix-loss-unknown", ["train", *OUT, "--set", "mix_loss=some"], "unknown mix_loss 'some'"),
+    ("train-ckpt-every-s-negative", ["train", *OUT, "--set", "ckpt_every_s=-1"], "ckpt_every_s must be >= 0"),
+    ("train-threads-zero", ["train", *OUT, "--threads", "0"], "threads"),
+    ("train-steps-empty-stage", ["train", "--method", "midas", *OUT, "--set", "steps=11"], "--steps 16 or more"),
+    ("plan-steps-empty-stage", ["plan", "--method", "midas", "--set", "steps=13"], "--steps 16 or more"),
     # the output folder
     ("train-out-in-proc", ["train", "--out", "/proc/rprim-adversarial"], "not writable"),
     ("train-out-is-a-file", ["train", "--out", "{fixtures}/user/notes.txt"], "is a file"),
