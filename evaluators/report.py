@@ -29,7 +29,7 @@ from rprim.core import RprimError, atomic_folder, check_output_folder
 
 from . import stats
 from .scoring import wilson
-from .report_data import (Checkpoint, ModelResults, group_key, correct_count, load_model,
+from .report_data import (ModelResults, group_key, correct_count, load_model,
                           task_groups)
 
 REPORT_KIND = "report"
@@ -226,7 +226,7 @@ class Report:
     def curve(self, m: ModelResults, group: str) -> list[tuple[float, float]]:
         """(validation loss, accuracy on ``group``) at each checkpoint and at the end."""
         pts = []
-        for c in [*m.checkpoints, Checkpoint("final", None, None, m.val_loss, m.tasks)]:
+        for c in m.points():
             p = m.group_counts(c.tasks).get(group)
             if c.val_loss is not None and p is not None and p.n:
                 pts.append((c.val_loss, p.accuracy))
@@ -235,8 +235,7 @@ class Report:
     def checkpoint_rows(self) -> list[dict[str, Any]]:
         out = []
         for m in self.models:
-            for c in [*m.checkpoints, Checkpoint("final", None, (m.summary or {}).get("tokens"),
-                                                 m.val_loss, m.tasks)]:
+            for c in m.points():
                 for g, p in sorted(m.group_counts(c.tasks).items(), key=lambda x: group_key(x[0])):
                     out.append({"model": m.name, "checkpoint": c.name, "step": c.step,
                                 "tokens": c.tokens, "val_loss": c.val_loss, "group": g,

@@ -233,6 +233,11 @@ class ModelResults:
         v = (self.summary or {}).get("final_val_loss")
         return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
 
+    def points(self) -> list[Checkpoint]:
+        """The evaluated snapshots, then the final model as a last point named ``final``."""
+        final = Checkpoint("final", None, (self.summary or {}).get("tokens"), self.val_loss, self.tasks, self.path)
+        return [*self.checkpoints, final]
+
     def correct(self, task: str) -> dict[str, bool]:
         """Example id -> correct, from ``samples/<task>.jsonl`` (empty when absent)."""
         out: dict[str, bool] = {}
@@ -249,9 +254,7 @@ class ModelResults:
         from . import probe
 
         out = []
-        points = [*self.checkpoints, Checkpoint("final", None, (self.summary or {}).get("tokens"),
-                                                self.val_loss, self.tasks, self.path)]
-        for c in points:
+        for c in self.points():
             by_group: dict[str, list[dict[str, Any]]] = {}
             for task in c.tasks:
                 groups = [g for g in task_groups(task) if g.startswith("varassign d")]

@@ -166,7 +166,9 @@ class TrainConfig:
                              f"got {self.ckpt_every_s}")
         if self.snapshot_every < 0:
             raise RprimError(f"snapshot_every must be >= 0 steps (0 turns snapshots off); got {self.snapshot_every}")
-        if self.mix_loss not in ("answers", "all"):
+        from rprim.model_zoo.mix import LOSSES  # light: numpy only
+
+        if self.mix_loss not in LOSSES:
             raise RprimError(f"unknown mix_loss {self.mix_loss!r}; use --set mix_loss=answers (loss on the "
                              "primitives' answers only) or mix_loss=all")
         if self.mix is not None:
