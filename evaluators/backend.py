@@ -34,17 +34,18 @@ class Generation:
     fast: bool = False  # decided by the teacher-forced pass alone (no decoding step needed)
 
 
-Progress = Callable[[int], None]
+Tick = Callable[[int], None]  # told how many requests just finished (moves a progress bar)
 
 
 class Backend(ABC):
     """An engine that decodes greedily. Subclasses set ``name`` and implement ``greedy``."""
 
     name: str = "?"
+    spec: Any = None  # the ModelSpec the engine was built from (checks prompts before decoding)
 
     @abstractmethod
     def greedy(self, requests: Sequence[Request], max_new_tokens: int,
-               progress: Progress | None = None) -> list[Generation]:
+               progress: Tick | None = None) -> list[Generation]:
         """Greedy continuations, in the order of ``requests``.
 
         Requests passed together are expected to share a long prompt prefix (one task's

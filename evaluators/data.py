@@ -40,7 +40,31 @@ class TaskData:
     shots: int | None = None
 
     def continuations(self, rows: Sequence[dict[str, Any]] | None = None) -> list[str]:
-        return [r["target_delimiter"] + r["target"] for r in (self.sample if rows is None else rows)]
+        return [continuation(r) for r in (self.sample if rows is None else rows)]
+
+
+def continuation(record: Mapping[str, Any]) -> str:
+    """What a correct model says after the prompt: the target delimiter, then the target."""
+    return record["target_delimiter"] + record["target"]
+
+
+@dataclass
+class EvalSet:
+    """Tasks with their answer budgets, known before any weights are loaded; built once and
+    scored as often as needed (fine-tuning scores one set at every evaluation step)."""
+
+    tasks: list[TaskData]
+    budgets: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(len(t.records) for t in self.tasks)
+
+
+def eval_set(tasks: list[TaskData], count_many: Callable[[Sequence[str]], list[int]],
+             max_new_tokens: int | None = None) -> EvalSet:
+    """``tasks`` with each one's answer budget, counted with the model's tokenizer."""
+    return EvalSet(tasks, {t.name: max_new_tokens or answer_budget(t, count_many) for t in tasks})
 
 
 def task_names(tasks: str | Sequence[str] | None) -> list[str]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, Sequence
 
-from .backend import Generation, Progress, Request
+from .backend import Generation, Tick, Request
 
 
 class Host(Protocol):
@@ -170,7 +170,7 @@ class Job:
     """One ``greedy`` call: its requests, encodings and results, and progress per example."""
 
     def __init__(self, requests: Sequence[Request], prompts: list[list[int]], tails: list[list[int]],
-                 shared: int, max_new: int, progress: Progress | None):
+                 shared: int, max_new: int, progress: Tick | None):
         self.requests, self.prompts, self.tails = requests, prompts, tails
         self.shared, self.max_new = shared, max_new
         self.out: list[Generation | None] = [None] * len(requests)

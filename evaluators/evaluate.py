@@ -10,19 +10,18 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable
 
 import rprim.primitives as P
 from rprim.core import RprimError
 
 from .backend import Backend, Request
-from .data import TaskData, answer_budget, check_n, data_hash, prepare
+from .data import EvalSet, TaskData, check_n, continuation, data_hash, eval_set, prepare
 from .scoring import TaskScore, prediction
 
 if TYPE_CHECKING:
-    from .loading import ModelSource
+    from .spec import ModelSpec
     from .results import Results
 
 CPU_FLOPS_PER_THREAD = 4e10  # rough speeds for the up-front estimate (the bar then measures)
@@ -42,21 +41,12 @@ def make_backend(model: Any, tokenizer: Any = None, backend: str = "auto",
     ``auto`` picks vLLM when it is installed, a GPU is present and ``model`` names a model
     (not an in-memory one), else transformers. ``vllm_options``: ``tensor_parallel_size``,
     ``max_model_len``, ``gpu_memory_utilization``, ``enforce_eager``. ``add_bos``: None decides
-    per model (see ``rprim.evaluators.tokens``), True/False forces it.
+    per model (see ``rprim.evaluators.tokens``), True/False forces it. The same load path as
+    :func:`open_engine`, with nothing to score yet.
     """
-    if isinstance(model, Backend):
-        return model
-    kind = _backend_kind(model, backend)
-    if kind == "vllm":
-        return _vllm_backend(model, dtype, trust_remote_code, vllm_options, add_bos)
-    from .hf import HFBackend
-    from .loading import inspect_model, load_weights
-
-    if _named(model):
-        src = inspect_model(str(model), trust_remote_code=trust_remote_code)
-        return HFBackend(load_weights(src, dtype, device), tokenizer or src.tokenizer,
-                         batch_size=batch_size, model_id=src.where, add_bos=add_bos)
-    return HFBackend(model, tokenizer, batch_size=batch_size, add_bos=add_bos)
+    return open_engine(model, [], tokenizer=tokenizer, backend=backend, batch_size=batch_size,
+                       trust_remote_code=trust_remote_code, dtype=dtype, device=device,
+                       vllm_options=vllm_options, add_bos=add_bos)[0]
 
 
 def _backend_kind(model: Any, backend: str) -> str:
@@ -74,52 +64,13 @@ def _backend_kind(model: Any, backend: str) -> str:
 
 def _vllm_backend(model: Any, dtype: str, trust_remote_code: bool,
                   vllm_options: dict[str, Any] | None, add_bos: bool | None) -> Backend:
-    from .reference import is_reference, reference_path
     from .vllm import VLLMBackend
 
-    path = str(reference_path(str(model))) if is_reference(str(model)) else str(model)
-    return VLLMBackend(path, dtype=dtype, trust_remote_code=trust_remote_code, add_bos=add_bos,
+    return VLLMBackend(str(model), dtype=dtype, trust_remote_code=trust_remote_code, add_bos=add_bos,
                        **(vllm_options or {}))
 
 
-@dataclass
-class Plan:
-    """Tasks with their answer budgets, known before any weights are loaded; built once and
-    scored as often as needed (fine-tuning scores one plan at every evaluation step)."""
-
-    tasks: list[TaskData]
-    budgets: dict[str, int]
-
-    @property
-    def total(self) -> int:
-        return sum(len(t.records) for t in self.tasks)
-
-
-def plan_for(tasks: list[TaskData], count_many: Callable[[Sequence[str]], list[int]],
-             max_new_tokens: int | None = None) -> Plan:
-    """The plan of ``tasks``: each task's answer budget counted with the model's tokenizer."""
-    return Plan(tasks, {t.name: max_new_tokens or answer_budget(t, count_many) for t in tasks})
-
-
-def _check_context(src: "ModelSource", plan: Plan, add_bos: bool | None) -> int:
-    """Refuse prompts the model's context cannot hold, from config + tokenizer (no weights);
-    returns the mean prompt length in tokens (for the estimate)."""
-    from .loading import check_fits, context_length
-    from .tokens import decide_bos, encode
-
-    bos = decide_bos(src.tokenizer, src.config, add_bos)
-    limit = context_length(src.config, src.tokenizer)
-    lengths = []
-    for t in plan.tasks:
-        longest = sorted(t.records, key=lambda r: -len(r["prompt"]))[:8]  # tokens follow characters
-        ids = encode(src.tokenizer, [r["prompt"] for r in longest], bos.token_id if bos.add else None)
-        need = max(len(x) for x in ids)
-        lengths += [len(x) for x in ids]
-        check_fits(need, plan.budgets[t.name], limit, f"a prompt of {t.name}")
-    return int(sum(lengths) / max(1, len(lengths)))
-
-
-def _estimate(src: "ModelSource", plan: Plan, prompt_tokens: int, device: str) -> str:
+def _estimate(src: "ModelSpec", plan: EvalSet, prompt_tokens: int, device: str) -> str:
     """A rough time for the whole run from the model size and the tokens to process."""
     cfg = getattr(src.config, "text_config", None) or src.config
     hidden = getattr(cfg, "hidden_size", 0) or 0
@@ -148,39 +99,54 @@ def _say(progress: bool, text: str) -> None:
         print(f"rprim eval: {text}", file=sys.stderr, flush=True)
 
 
-def open_engine(model: Any, plan_tasks: list[TaskData], *, tokenizer: Any = None,
+def open_engine(model: Any, tasks: list[TaskData], *, tokenizer: Any = None,
                 backend: str = "auto", batch_size: int | str = "auto", trust_remote_code: bool = False,
                 dtype: str = "auto", device: str = "auto", max_new_tokens: int | None = None,
                 vllm_options: dict[str, Any] | None = None, add_bos: bool | None = None,
-                progress: bool = False) -> tuple[Backend, Plan]:
-    """The engine and the plan (answer budgets), with every no-weights check done before the
-    weights load."""
-    if isinstance(model, Backend) or _backend_kind(model, backend) == "vllm" or not _named(model):
-        engine = make_backend(model, tokenizer, backend, batch_size, trust_remote_code, dtype,
-                              device, vllm_options, add_bos)
-        plan = plan_for(plan_tasks, engine.count_tokens_many, max_new_tokens)
-        _say(progress, f"{_count_line(plan)}")
-        return engine, plan
+                progress: bool = False) -> tuple[Backend, EvalSet]:
+    """The one load path: the model spec (config, tokenizer, BOS rule, context) is resolved
+    once, the tasks' answer budgets are counted and every prompt is checked against the
+    context, and only then are the weights loaded (or the vLLM engine prepared)."""
+    from .hf import HFBackend
+    from .loading import inspect_model
+    from .spec import ModelSpec
+
+    engine: Backend | None = None
+    if isinstance(model, Backend):
+        engine = model
+    elif _backend_kind(model, backend) == "vllm":
+        engine = _vllm_backend(model, dtype, trust_remote_code, vllm_options, add_bos)
+    spec = getattr(engine, "spec", None) if engine is not None else (
+        inspect_model(str(model), trust_remote_code, add_bos, tokenizer) if _named(model)
+        else ModelSpec.of_model(model, tokenizer, add_bos))
+    work = eval_set(tasks, spec.count_tokens if spec else engine.count_tokens_many, max_new_tokens)
+    lengths = spec.check_prompts(work) if spec is not None else []
+    if engine is not None:
+        _say(progress and bool(tasks), _count_line(work))
+        return engine, work
+    if not _named(model):
+        return HFBackend(model, batch_size=batch_size, spec=spec), work
+    return _load(spec, work, lengths, batch_size, dtype, device, progress and bool(tasks)), work
+
+
+def _load(spec: "ModelSpec", work: EvalSet, lengths: list[int], batch_size: int | str, dtype: str,
+          device: str, progress: bool) -> Backend:
+    """The transformers backend over ``spec``'s weights, after the last cheap checks."""
     from rprim.core.torch_util import resolve_device
 
     from .hf import HFBackend
-    from .loading import check_safetensors, inspect_model, load_weights
-    from .tokens import count_tokens
+    from .loading import check_safetensors, load_weights
 
-    src = inspect_model(str(model), trust_remote_code=trust_remote_code)
-    tok = tokenizer or src.tokenizer
-    plan = plan_for(plan_tasks, lambda texts: count_tokens(tok, texts), max_new_tokens)
-    mean_prompt = _check_context(src, plan, add_bos)
-    if Path(src.source).is_dir() and "gguf_file" not in src.kwargs:
-        check_safetensors(Path(src.source))  # a truncated download fails before anything is printed
-    estimate = _estimate(src, plan, mean_prompt, resolve_device(device))
-    _say(progress, f"{_count_line(plan)}; {src.where}{'; ' + estimate if estimate else ''}")
-    engine = HFBackend(load_weights(src, dtype, device), tok, batch_size=batch_size,
-                       model_id=src.where, add_bos=add_bos)
-    return engine, plan
+    if Path(spec.source).is_dir() and "gguf_file" not in spec.kwargs:
+        check_safetensors(Path(spec.source))  # a truncated download fails before anything is printed
+    mean_prompt = int(sum(lengths) / max(1, len(lengths)))
+    estimate = _estimate(spec, work, mean_prompt, resolve_device(device)) if work.tasks else ""
+    if progress:
+        _say(progress, f"{_count_line(work)}; {spec.where}{'; ' + estimate if estimate else ''}")
+    return HFBackend(load_weights(spec, dtype, device), batch_size=batch_size, spec=spec)
 
 
-def _count_line(plan: Plan) -> str:
+def _count_line(plan: EvalSet) -> str:
     sizes = sorted({len(t.records) for t in plan.tasks})
     per = f"{sizes[0]:,}" if len(sizes) == 1 else f"{sizes[0]:,}..{sizes[-1]:,}"
     shots = {t.shots for t in plan.tasks}
@@ -235,7 +201,7 @@ def evaluate(model: Any, tasks: Any = "suite", shots: int = 5,
     return Results(scores, samples, meta)
 
 
-def score(engine: Backend, plan: Plan, progress: bool = False,
+def score(engine: Backend, plan: EvalSet, progress: bool = False,
           on_progress: Callable[[int], None] | None = None) -> tuple[dict, dict, dict, float]:
     """The scoring layer under :func:`evaluate`: every task of ``plan`` through ``engine``;
     (scores, samples, data hashes, wall seconds). No checks, no data preparation: callers that
@@ -259,7 +225,7 @@ def score(engine: Backend, plan: Plan, progress: bool = False,
     try:
         for t in plan.tasks:
             recs = t.records
-            reqs = [Request(r["prompt"], r["target_delimiter"] + r["target"], tuple(r["until"]))
+            reqs = [Request(r["prompt"], continuation(r), tuple(r["until"]))
                     for r in recs]
             budget = plan.budgets[t.name]
             gens = engine.greedy(reqs, budget, progress=tick)

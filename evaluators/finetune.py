@@ -60,23 +60,24 @@ import rprim.primitives as P
 from rprim.core import RprimError, atomic_folder, folder_lock
 from rprim.core.torch_util import make_optimizer
 
-from .data import ANSWER_MARGIN, TaskData, task_data
-from .evaluate import Plan, make_backend, plan_for, score
+from .data import ANSWER_MARGIN, EvalSet, TaskData, continuation, eval_set, task_data
+from .evaluate import make_backend, score
+from .hf import HFBackend
 from .finetune_config import FinetuneConfig
-from .loading import check_fits
 from .finetune_memory import (free_memory, memory_per_token, micro_batch_size, micro_batches,
                               state_bytes)
-from .finetune_progress import Log, Progress
+from .finetune_progress import Log, FinetuneBar
+from .spec import ModelSpec
 from .finetune_results import (EXECUTION, RESULTS_KIND, SAVE_KIND, SeedRun, aggregate,
                                check_results_folder, check_same_model, check_save_folder,
                                finished_runs, previous_run, results_of, save_results,
                                weights_fingerprint)
 
 __all__ = [
-    "EXECUTION", "FinetuneConfig", "Log", "Progress", "RESULTS_KIND", "SAVE_KIND", "SeedPlan",
+    "EXECUTION", "FinetuneConfig", "Log", "FinetuneBar", "RESULTS_KIND", "SAVE_KIND", "SeedData",
     "SeedRun", "aggregate", "check_context", "check_results_folder", "check_save_folder",
     "encode", "eval_tasks", "finetune", "finetune_seed", "free_memory", "memory_per_token",
-    "micro_batch_size", "micro_batches", "model_context", "previous_run", "results_of",
+    "micro_batch_size", "micro_batches", "previous_run", "results_of",
     "save_results", "table", "train_step", "training_set", "weights_fingerprint",
 ]
 
@@ -127,7 +128,7 @@ def encode(tok: Any, records: Sequence[dict[str, Any]]) -> tuple[Any, Any, Any]:
     rows, labels = [], []
     for r in records:
         end = r["until"][0] if r["until"] else ""
-        answer = r["target_delimiter"] + r["target"]
+        answer = continuation(r)
         prompt = list(tok(r["prompt"])["input_ids"])
         full = list(tok(r["prompt"] + answer)["input_ids"])
         tail = (full[len(prompt):] if full[:len(prompt)] == prompt
@@ -151,25 +152,13 @@ def encode(tok: Any, records: Sequence[dict[str, Any]]) -> tuple[Any, Any, Any]:
 # guard: the model's context (the memory guard is in finetune_memory)
 
 
-def model_context(model: Any, tok: Any) -> int:
-    """The longest sequence the model accepts, as the evaluator reads it."""
-    from .loading import context_length
-
-    return context_length(model, tok)
-
-
-def check_context(tok: Any, context: int, evals: Plan, train_width: int) -> int:
+def check_context(spec: ModelSpec, evals: EvalSet, train_width: int) -> int:
     """RprimError unless the training rows and every evaluation prompt plus its answer budget
     fit the model's context (the evaluator refuses the same prompts, but only at the first
     evaluation step, after most of the training). Returns the evaluation's token count."""
-    check_fits(train_width, 0, context, "a training example")
-    total = 0
-    for t in evals.tasks:
-        recs, budget = t.records, evals.budgets[t.name]  # the evaluator's own answer budget
-        lengths = [len(ids) for ids in tok([r["prompt"] for r in recs])["input_ids"]]
-        check_fits(max(lengths), budget, context, f"a {t.name} prompt")
-        total += sum(lengths) + len(recs) * (budget - ANSWER_MARGIN)
-    return total
+    spec.fits(train_width, 0, "a training example")
+    prompts = sum(spec.check_prompts(evals, longest=None))
+    return prompts + sum(len(t.records) * (evals.budgets[t.name] - ANSWER_MARGIN) for t in evals.tasks)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,7 +206,7 @@ def _score(engine: Any, plan: Any, autocast: Any = contextlib.nullcontext,
 
 
 @dataclass
-class SeedPlan:
+class SeedData:
     """What one seed trains on, prepared before any seed runs."""
 
     seed: int
@@ -226,9 +215,9 @@ class SeedPlan:
     micro: int = 1
 
 
-def finetune_seed(base: Any, tok: Any, cfg: FinetuneConfig, plan: SeedPlan, evals: Plan,
+def finetune_seed(base: Any, spec: ModelSpec, cfg: FinetuneConfig, plan: SeedData, evals: EvalSet,
                   log: Log = lambda s: None, save: Path | None = None,
-                  progress: "Progress | None" = None) -> SeedRun:
+                  progress: "FinetuneBar | None" = None) -> SeedRun:
     """One run: a fresh fp32 copy of ``base`` fine-tuned on the seed's own records, scored on
     ``evals`` (built once for all seeds) through one backend over that copy."""
     import torch
@@ -237,7 +226,7 @@ def finetune_seed(base: Any, tok: Any, cfg: FinetuneConfig, plan: SeedPlan, eval
     run = SeedRun(plan.seed, [r["id"] for r in plan.records])
     batches = micro_batches(*(t.to(device) for t in plan.encoded), plan.micro)
     autocast = _autocast(device)
-    p = progress or Progress(False)
+    p = progress or FinetuneBar(False)
     wanted = set(cfg.eval_steps)
 
     def score(model: Any) -> dict[str, float]:
@@ -249,7 +238,7 @@ def finetune_seed(base: Any, tok: Any, cfg: FinetuneConfig, plan: SeedPlan, eval
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(plan.seed)  # dropout, if the model has any
         model = copy.deepcopy(base).float()
-        engine = make_backend(model, tok, backend="hf", batch_size=cfg.batch_size)
+        engine = HFBackend(model, batch_size=cfg.batch_size, spec=spec)
         opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
         p.at(plan.seed, 0)
         if 0 in wanted:  # step 0 is in the window: the model before any update
@@ -272,7 +261,7 @@ def finetune_seed(base: Any, tok: Any, cfg: FinetuneConfig, plan: SeedPlan, eval
     if save is not None:
         with atomic_folder(save, kind=SAVE_KIND) as tmp:
             model.save_pretrained(tmp)
-            tok.save_pretrained(tmp)
+            spec.tokenizer.save_pretrained(tmp)
     return run
 
 
@@ -291,26 +280,26 @@ def _guarded_step(model: Any, batches: Sequence[tuple[Any, Any, Any, int]], opt:
 # the protocol
 
 
-def _prepare(base: Any, tok: Any, cfg: FinetuneConfig, data: dict[int, list[dict[str, Any]]],
-             evals: Plan, progress: bool) -> tuple[list[SeedPlan], Progress]:
+def _prepare(base: Any, spec: ModelSpec, cfg: FinetuneConfig, data: dict[int, list[dict[str, Any]]],
+             evals: EvalSet, progress: bool) -> tuple[list[SeedData], FinetuneBar]:
     """Encode every seed's data, refuse what cannot fit (context, memory), size the
     micro-batches and the progress bar's work."""
-    encoded = {s: encode(tok, recs) for s, recs in data.items()}
+    encoded = {s: encode(spec.tokenizer, recs) for s, recs in data.items()}
     width = max(e[0].shape[1] for e in encoded.values())
-    eval_tokens = check_context(tok, model_context(base, tok), evals, width)
+    eval_tokens = check_context(spec, evals, width)
     device = next(base.parameters()).device
     micro = micro_batch_size(cfg.micro_batch_size, cfg.examples, width,
                              memory_per_token(base.config, width), state_bytes(base, cfg.optimizer),
                              free_memory(device))
-    plans = [SeedPlan(s, data[s], encoded[s], micro) for s in data]
+    plans = [SeedData(s, data[s], encoded[s], micro) for s in data]
     train_units = cfg.steps * sum(3.0 * int(e[1].sum()) for e in encoded.values())
     eval_units = float(len(cfg.eval_steps) * len(plans) * eval_tokens)
-    bar = Progress(progress, train_units, eval_units, evals.total,
+    bar = FinetuneBar(progress, train_units, eval_units, evals.total,
                    seeds=len(plans), steps=cfg.steps)
     return plans, bar
 
 
-def _plan_line(cfg: FinetuneConfig, plans: list[SeedPlan], evals: Plan, out: str | Path | None) -> str:
+def _intro_line(cfg: FinetuneConfig, plans: list[SeedData], evals: EvalSet, out: str | Path | None) -> str:
     """What is about to run, said before the first (possibly long) step."""
     return (f"fine-tuning {len(plans)} seed(s) x {cfg.steps} steps on {cfg.examples} examples "
             f"(micro-batches of {plans[0].micro}), evaluating {evals.total} "
@@ -319,7 +308,7 @@ def _plan_line(cfg: FinetuneConfig, plans: list[SeedPlan], evals: Plan, out: str
                "no --out: results are only returned (pass --out DIR to keep finished seeds)"))
 
 
-def _run_seeds(base: Any, tok: Any, cfg: FinetuneConfig, plans: list[SeedPlan], evals: Plan, bar: Progress,
+def _run_seeds(base: Any, spec: ModelSpec, cfg: FinetuneConfig, plans: list[SeedData], evals: EvalSet, bar: FinetuneBar,
                model: dict[str, Any], runs: dict[int, SeedRun], old_wall: float, log: Log,
                out: str | Path | None, save: str | Path | None) -> dict[str, Any]:
     """Fine-tune the missing seeds; each finished seed is written to ``out`` at once."""
@@ -328,7 +317,7 @@ def _run_seeds(base: Any, tok: Any, cfg: FinetuneConfig, plans: list[SeedPlan], 
     try:
         for plan in plans:
             target = Path(save).expanduser() / f"seed-{plan.seed}" if save else None
-            runs[plan.seed] = finetune_seed(base, tok, cfg, plan, evals, lambda m: bar.write(log, m), target, bar)
+            runs[plan.seed] = finetune_seed(base, spec, cfg, plan, evals, lambda m: bar.write(log, m), target, bar)
             results = results_of(cfg, model, runs, old_wall + time.perf_counter() - start,
                                  plans[0].micro)
             if out is not None:
@@ -374,16 +363,16 @@ def finetune(model: Any, cfg: FinetuneConfig = FinetuneConfig(), tokenizer: Any 
     with folder_lock(out, "finetune") if out is not None else contextlib.nullcontext():
         engine = make_backend(model, tokenizer, backend="hf", trust_remote_code=trust_remote_code,
                               dtype="float32", device=device)
-        base, tok = engine.model, engine.tok
+        base, spec = engine.model, engine.spec
         if not hasattr(base, "get_output_embeddings") or base.get_output_embeddings() is None:
             raise RprimError("the model has no causal-LM head to fine-tune; pass a *ForCausalLM model")
         info = {**engine.describe(), "weights": weights_fingerprint(base)}
         if old is not None:
             check_same_model(old, info, out)
-        evals = plan_for(tasks, engine.count_tokens_many)  # once: every step of every seed scores it
-        plans, bar = _prepare(base, tok, cfg, data, evals, progress)
-        bar.write(log, _plan_line(cfg, plans, evals, out))
-        return _run_seeds(base, tok, cfg, plans, evals, bar, info, runs, (old or {}).get("wall_time_s", 0.0),
+        evals = eval_set(tasks, engine.count_tokens_many)  # once: every step of every seed scores it
+        plans, bar = _prepare(base, spec, cfg, data, evals, progress)
+        bar.write(log, _intro_line(cfg, plans, evals, out))
+        return _run_seeds(base, spec, cfg, plans, evals, bar, info, runs, (old or {}).get("wall_time_s", 0.0),
                           log, out, save)
 
 

@@ -17,7 +17,7 @@ from rprim.core.progress import Rates
 Log = Callable[[str], None]
 
 
-class Progress:
+class FinetuneBar:
     """One progress display for the whole run (every seed's steps and evaluations), with an ETA.
 
     Work is counted in tokens: a training token costs a forward and a backward pass (3 units),

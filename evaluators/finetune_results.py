@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import rprim.primitives as P
 from rprim.core import RprimError, atomic_folder, check_output_folder, write_json
+from rprim.core.compat import check_same_settings
 from rprim.core.files import read_marker
 
 from .finetune_config import FinetuneConfig
@@ -128,12 +129,11 @@ def _read_results(out: str | Path) -> dict[str, Any] | None:
 
 
 def _check_same_settings(old: dict[str, Any], cfg: FinetuneConfig, out: str | Path) -> None:
-    now = json.loads(json.dumps(asdict(cfg)))
-    for key, value in now.items():
-        if key not in EXECUTION and old["config"].get(key) != value:
-            raise RprimError(f"cannot resume the run in {out}: --{key.replace('_', '-')} was "
-                             f"{old['config'].get(key)!r} there and is {value!r} now; pass the same "
-                             "settings, or a new --out to start over")
+    now = asdict(cfg)
+    saved = {k: v for k, v in old["config"].items() if k in now}  # results-only fields aside
+    check_same_settings(saved, now, free=EXECUTION, name=lambda k: "--" + k.replace("_", "-"),
+                        problem=f"cannot resume the run in {out} with other settings",
+                        fix="pass the same settings, or a new --out to start over")
     if old.get("generator_version") != P.GENERATOR_VERSION:
         raise RprimError(f"cannot resume the run in {out}: its data came from task generator version "
                          f"{old.get('generator_version')}, this rprim has {P.GENERATOR_VERSION}; "

@@ -32,10 +32,10 @@ from typing import Any, Sequence
 
 from rprim.core import RprimError
 
-from .backend import Backend, Generation, Progress, Request
+from .backend import Backend, Generation, Tick, Request
 from .decode import NONE, Decoder, Job, cache_of
-from .loading import check_fits, config_hash, context_length, eos_ids
-from .tokens import (decide_bos, encode, finish, finish_many, first_stop, forced_guess, plain_texts,
+from .spec import ModelSpec, config_hash
+from .tokens import (finish, finish_many, first_stop, forced_guess, plain_texts,
                      stop_table)
 
 CPU_BATCH = 32  # CPU throughput stops improving around here; memory is not the limit
@@ -54,11 +54,10 @@ def plain_greedy(model: Any, tokenizer: Any, prompt: str, until: Sequence[str],
     import torch
     from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
-    bos = decide_bos(tokenizer, model.config, add_bos)
-    ids = torch.tensor(encode(tokenizer, [prompt], bos.token_id if bos.add else None),
-                       device=model.device)
+    spec = ModelSpec.of_model(model, tokenizer, add_bos)
+    ids = torch.tensor(spec.encode([prompt]), device=model.device)
     n = ids.shape[1]
-    eos = sorted(eos_ids(model, tokenizer))
+    eos = sorted(spec.stop_ids or ())
 
     class _Until(StoppingCriteria):
         def __call__(self, input_ids: Any, scores: Any, **kw: Any) -> Any:
@@ -141,25 +140,29 @@ class HFBackend(Backend):
 
     name = "hf"
 
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int | str = "auto",
-                 model_id: str | None = None, add_bos: bool | None = None):
+    def __init__(self, model: Any, tokenizer: Any = None, batch_size: int | str = "auto",
+                 model_id: str | None = None, add_bos: bool | None = None, *,
+                 spec: ModelSpec | None = None):
+        """Over ``model`` with ``tokenizer`` (its spec resolved here), or with a ``spec``
+        resolved before the weights loaded (``rprim.evaluators.evaluate.open_engine``)."""
         import torch
 
-        if tokenizer is None:
-            raise RprimError("an in-memory model needs its tokenizer: pass tokenizer=...")
-        if not callable(getattr(model, "forward", None)) or not hasattr(model, "config"):
-            raise RprimError("model must be a path, a reference name, or a transformers causal LM")
+        if spec is None:
+            spec = ModelSpec.of_model(model, tokenizer, add_bos, model_id)
+        elif spec.stop_ids is None:
+            spec = spec.bound(model)
+        self.spec = spec
         self.model = model  # put in eval mode only while decoding (a trainer may be calling us)
-        self.tok = tokenizer
-        self.model_id = model_id or getattr(model.config, "_name_or_path", "") or type(model).__name__
+        self.tok = spec.tokenizer
+        self.model_id = spec.where
         if batch_size != "auto" and (not isinstance(batch_size, int) or batch_size < 1):
             raise RprimError(f"batch size must be 'auto' or a positive integer (got {batch_size!r})")
         self.batch_size = batch_size
         self.device = next(model.parameters()).device
-        self.eos = frozenset(eos_ids(model, tokenizer))
-        self.max_len = context_length(model, tokenizer)
-        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self.bos = decide_bos(tokenizer, model.config, add_bos)
+        self.eos = spec.stop_ids
+        self.max_len = spec.context
+        self.pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
+        self.bos = spec.bos
         self.torch = torch
         self._tables: dict[tuple[Any, int], Any] = {}  # stop tables on the device
         self._marks: dict[tuple[Any, int], list[bool]] = {}  # the same on the host
@@ -216,18 +219,17 @@ class HFBackend(Backend):
 
     # -- the main entry -------------------------------------------------------------------
     def greedy(self, requests: Sequence[Request], max_new_tokens: int,
-               progress: Progress | None = None) -> list[Generation]:
+               progress: Tick | None = None) -> list[Generation]:
         """Greedy continuations (see the module doc for why they equal ``generate``'s)."""
         if not requests:
             return []
         if max_new_tokens < 1:
             raise RprimError(f"max_new_tokens must be positive (got {max_new_tokens})")
-        bos = self.bos.token_id if self.bos.add else None
-        prompts = encode(self.tok, [r.prompt for r in requests], bos)
+        prompts = self.spec.encode([r.prompt for r in requests])
         if min(len(p) for p in prompts) == 0:
             raise RprimError("a prompt tokenizes to nothing; the tokenizer cannot encode the task text")
         longest = max(len(p) for p in prompts)
-        check_fits(longest, max_new_tokens, self.max_len)
+        self.spec.fits(longest, max_new_tokens)
         guess = forced_guess(self.tok, [r.prompt for r in requests], [r.continuation for r in requests])
         tails = [t[:max_new_tokens - 1] for t in guess]
         shared = min(_common_prefix(prompts), min(len(p) for p in prompts) - 1)

@@ -16,13 +16,11 @@ second. ``load_weights`` then loads the model. Every failure a user can fix is o
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
 import socket
 import struct
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -30,20 +28,10 @@ from urllib.parse import urlparse
 from rprim.core import RprimError
 from rprim.core.torch_util import resolve_device, torch_dtype
 
+from .spec import ModelSpec
+
 HUB_TIMEOUT_S = 3.0
 _TRUE = ("1", "true", "yes", "on")
-
-
-@dataclass
-class ModelSource:
-    """A model found but not loaded: where its files are, its config and its tokenizer."""
-
-    spec: str                      # what the user passed
-    source: str                    # folder or hub id given to from_pretrained
-    where: str                     # shown in messages and results.json
-    config: Any
-    tokenizer: Any
-    kwargs: dict[str, Any] = field(default_factory=dict)  # gguf_file, trust_remote_code, ...
 
 
 def first_line(e: BaseException) -> str:
@@ -136,8 +124,10 @@ def _hub(spec: str, kwargs: dict[str, Any]) -> None:
                          "folder") from None
 
 
-def inspect_model(spec: str, trust_remote_code: bool = False) -> ModelSource:
-    """Config and tokenizer of ``spec`` (no weights): every no-weights check fails here."""
+def inspect_model(spec: str, trust_remote_code: bool = False, add_bos: bool | None = None,
+                  tokenizer: Any = None) -> ModelSpec:
+    """The :class:`ModelSpec` of ``spec`` from its config and tokenizer (no weights): every
+    no-weights check fails here. ``tokenizer``: use this one instead of the model's own."""
     from transformers import AutoConfig, AutoTokenizer
 
     from .reference import is_reference, reference_path
@@ -166,6 +156,8 @@ def inspect_model(spec: str, trust_remote_code: bool = False) -> ModelSource:
         raise RprimError(f"cannot load {where}: the hub has no such model or refused it "
                          f"({first_line(e)}); pass a local folder") from None
     check_causal(config, where)
+    if tokenizer is not None:
+        return ModelSpec.of(where, config, tokenizer, add_bos, source, kwargs)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
     except Exception as e:  # noqa: BLE001 - transformers raises many kinds here
@@ -173,7 +165,7 @@ def inspect_model(spec: str, trust_remote_code: bool = False) -> ModelSource:
                          "tokenizer.save_pretrained or pass tokenizer= in Python") from None
     if tokenizer is None or not callable(tokenizer) or isinstance(tokenizer, bool):
         raise RprimError(f"no tokenizer in {where}; save one there with tokenizer.save_pretrained")
-    return ModelSource(spec, source, where, config, tokenizer, kwargs)
+    return ModelSpec.of(where, config, tokenizer, add_bos, source, kwargs)
 
 
 def _safetensors_problem(f: Path) -> str | None:
@@ -209,7 +201,7 @@ def check_safetensors(folder: Path) -> None:
                              "re-download the model")
 
 
-def load_weights(src: ModelSource, dtype: str = "auto", device: str = "auto") -> Any:
+def load_weights(src: ModelSpec, dtype: str = "auto", device: str = "auto") -> Any:
     """The model of ``src`` on ``device`` in ``dtype``, in eval mode."""
     from transformers import AutoModelForCausalLM
 
@@ -219,7 +211,8 @@ def load_weights(src: ModelSource, dtype: str = "auto", device: str = "auto") ->
     if folder.is_dir() and "gguf_file" not in src.kwargs:
         check_safetensors(folder)
     try:
-        model = AutoModelForCausalLM.from_pretrained(src.source, dtype=dt, **src.kwargs)
+        model = AutoModelForCausalLM.from_pretrained(src.source, config=src.config, dtype=dt,
+                                                     **src.kwargs)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as e:  # noqa: BLE001 - SafetensorError, OSError, RuntimeError, ...
@@ -236,49 +229,3 @@ def load_hf(spec: str, trust_remote_code: bool = False, dtype: str = "auto",
     resolve_device(device)  # a missing GPU fails before anything is read
     src = inspect_model(spec, trust_remote_code=trust_remote_code)
     return load_weights(src, dtype, device), src.tokenizer, src.where
-
-
-def config_hash(model_or_config: Any) -> str:
-    """16 hex digits over the model config (architecture and sizes, not the path)."""
-    config = getattr(model_or_config, "config", model_or_config)
-    cfg = config.to_dict()
-    for k in ("_name_or_path", "transformers_version", "torch_dtype", "dtype", "_commit_hash",
-              "quantization_config"):
-        cfg.pop(k, None)
-    blob = json.dumps(cfg, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def check_fits(need: int, answer: int, context: int, what: str = "a prompt") -> None:
-    """The one check that text fits a model's context: ``need`` tokens of prompt (or a whole
-    training row, with ``answer`` 0) plus ``answer`` tokens to decode, against ``context``.
-    Every place (evaluation plan, backends, fine-tuning) asks here, so they agree."""
-    if need + answer > context:
-        plus = f" plus {answer} for the answer" if answer else ""
-        raise RprimError(f"{what} needs {need} tokens{plus}, but the model's context is {context}; "
-                         "use fewer --shots or a model with a longer context")
-
-
-def context_length(config: Any, tokenizer: Any) -> int:
-    """The longest sequence the model accepts (positions), or a very large number."""
-    config = getattr(config, "config", config)  # a model works too
-    text_config = getattr(config, "text_config", None)
-    for cfg in (config, text_config):
-        for name in ("max_position_embeddings", "n_positions", "n_ctx", "max_seq_len", "seq_length"):
-            v = getattr(cfg, name, None) if cfg is not None else None
-            if isinstance(v, int) and v > 0:
-                return v
-    v = getattr(tokenizer, "model_max_length", None)
-    return v if isinstance(v, int) and 0 < v < 10**8 else 10**9
-
-
-def eos_ids(model: Any, tokenizer: Any) -> set[int]:
-    """Token ids that end greedy decoding, as ``generate`` sees them (plus the tokenizer's)."""
-    ids: set[int] = set()
-    gen = getattr(model, "generation_config", None)
-    for v in (getattr(gen, "eos_token_id", None), getattr(tokenizer, "eos_token_id", None)):
-        if isinstance(v, int):
-            ids.add(v)
-        elif isinstance(v, (list, tuple)):
-            ids.update(int(x) for x in v)
-    return ids

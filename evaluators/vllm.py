@@ -18,7 +18,6 @@ the model's head size, the tokenizer must fit the model's vocabulary, and prompt
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import time
 from pathlib import Path
@@ -26,9 +25,10 @@ from typing import Any, Sequence
 
 from rprim.core import RprimError, install_hint, parse_dtype
 
-from .backend import Backend, Generation, Progress, Request
+from .backend import Backend, Generation, Tick, Request
 from .scoring import cut
-from .tokens import count_tokens, decide_bos, encode
+from .spec import ModelSpec, config_hash
+from .tokens import count_tokens
 
 CHUNK = 256  # requests per engine call: the progress bar moves per chunk, prefix caching spans them
 
@@ -75,27 +75,33 @@ def supported_head_sizes() -> list[int] | None:
         return None
 
 
-def preflight(path: str, tokenizer: Any) -> dict[str, Any]:
-    """Check a local model folder before starting the engine; returns its config."""
-    cfg_file = Path(path) / "config.json"
-    if not cfg_file.is_file():
-        raise RprimError(f"{path} has no config.json; the vllm backend needs a Hugging Face "
-                         "model folder (convert .gguf files with --backend hf first)")
-    from .loading import check_config_json
+def open_spec(model: str, trust_remote_code: bool = False, add_bos: bool | None = None) -> ModelSpec:
+    """The spec of a local model folder vLLM can serve (vLLM installed, not a .gguf)."""
+    from .loading import inspect_model
+    from .reference import is_reference, reference_path
 
-    check_config_json(Path(path))
-    cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
-    heads = cfg.get("num_attention_heads")
-    head = cfg.get("head_dim") or (cfg["hidden_size"] // heads if heads else None)
+    require()
+    path = str(reference_path(model)) if is_reference(model) else model
+    if not Path(path).expanduser().is_dir():
+        raise RprimError(f"the vllm backend needs a local model folder; {model} is not one "
+                         "(use --backend hf for hub ids and .gguf files)")
+    return inspect_model(path, trust_remote_code=trust_remote_code, add_bos=add_bos)
+
+
+def preflight(spec: ModelSpec) -> None:
+    """Turn what vLLM would fail on deep inside its engine into one line, before it starts."""
+    cfg = getattr(spec.config, "text_config", None) or spec.config
+    heads = getattr(cfg, "num_attention_heads", None)
+    hidden = getattr(cfg, "hidden_size", None)
+    head = getattr(cfg, "head_dim", None) or (hidden // heads if heads and hidden else None)
     sizes = supported_head_sizes()
     if head and sizes and head not in sizes:
         raise RprimError(f"vLLM's attention here supports head sizes {sizes}, but this model's "
                          f"is {head}; use --backend hf")
-    vocab = cfg.get("vocab_size")
-    if vocab and len(tokenizer) > vocab:
-        raise RprimError(f"the tokenizer has {len(tokenizer)} tokens but the model's vocabulary "
+    vocab = getattr(cfg, "vocab_size", None)
+    if vocab and len(spec.tokenizer) > vocab:
+        raise RprimError(f"the tokenizer has {len(spec.tokenizer)} tokens but the model's vocabulary "
                          f"is {vocab}; save the matching tokenizer with the model")
-    return cfg
 
 
 class VLLMBackend(Backend):
@@ -103,36 +109,25 @@ class VLLMBackend(Backend):
 
     name = "vllm"
 
-    def __init__(self, model: str, dtype: str = "auto", tensor_parallel_size: int = 1,
+    def __init__(self, model: "str | ModelSpec", dtype: str = "auto", tensor_parallel_size: int = 1,
                  max_model_len: int | None = None, trust_remote_code: bool = False,
                  gpu_memory_utilization: float | None = None, enforce_eager: bool | None = None,
                  seed: int = 0, add_bos: bool | None = None):
-        require()
-        if not Path(model).is_dir():
-            raise RprimError(f"the vllm backend needs a local model folder; {model} is not one "
-                             "(use --backend hf for hub ids and .gguf files)")
-        from transformers import AutoTokenizer
-
+        """Over a model folder (or its spec); the engine itself starts on first use."""
+        spec = model if isinstance(model, ModelSpec) else open_spec(model, trust_remote_code, add_bos)
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-        try:
-            self.tok = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
-        except (OSError, ValueError) as e:
-            raise RprimError(f"cannot load a tokenizer from {model} ({str(e).splitlines()[0]}); "
-                             "save it with the model") from None
-        cfg = preflight(model, self.tok)
-        from types import SimpleNamespace
-
-        self.bos = decide_bos(self.tok, SimpleNamespace(model_type=cfg.get("model_type"),
-                                                        bos_token_id=cfg.get("bos_token_id")), add_bos)
-        self.model_path = model
+        preflight(spec)
+        length = int(max_model_len or min(spec.context, 8192))
+        self.spec = spec.with_context(length, "max_model_len", "a larger --max-model-len")
+        self.tok, self.bos = spec.tokenizer, spec.bos
+        self.model_path = spec.source
         self.dtype = resolve_dtype(dtype)
-        self.max_model_len = int(max_model_len or min(cfg.get("max_position_embeddings") or 2048, 8192))
+        self.max_model_len = length
         self.options = {"tensor_parallel_size": tensor_parallel_size, "seed": seed,
                         "trust_remote_code": trust_remote_code,
                         "gpu_memory_utilization": gpu_memory_utilization,
                         "enforce_eager": enforce_eager}
-        self.config = cfg
         self.start_time_s: float | None = None
         self._llm: Any = None
 
@@ -156,11 +151,8 @@ class VLLMBackend(Backend):
         return self._llm
 
     def describe(self) -> dict[str, Any]:
-        import hashlib
-
-        blob = json.dumps(self.config, sort_keys=True).encode()
         return {"backend": self.name, "model": self.model_path,
-                "config_hash": hashlib.sha256(blob).hexdigest()[:16], "dtype": self.dtype,
+                "config_hash": config_hash(self.spec.config), "dtype": self.dtype,
                 "max_model_len": self.max_model_len,
                 "tensor_parallel_size": self.options["tensor_parallel_size"],
                 "add_bos": self.bos.add, "add_bos_reason": self.bos.reason,
@@ -173,17 +165,13 @@ class VLLMBackend(Backend):
         return count_tokens(self.tok, texts)
 
     def greedy(self, requests: Sequence[Request], max_new_tokens: int,
-               progress: Progress | None = None) -> list[Generation]:
+               progress: Tick | None = None) -> list[Generation]:
         from vllm import SamplingParams
 
         if not requests:
             return []
-        ids = encode(self.tok, [r.prompt for r in requests], self.bos.token_id if self.bos.add else None)
-        longest = max(len(x) for x in ids)
-        if longest + max_new_tokens > self.max_model_len:
-            raise RprimError(f"a prompt needs {longest} tokens plus {max_new_tokens} for the answer, "
-                             f"but max_model_len is {self.max_model_len}; use fewer --shots or a "
-                             "larger --max-model-len")
+        ids = self.spec.encode([r.prompt for r in requests])
+        self.spec.fits(max(len(x) for x in ids), max_new_tokens)
         params = {u: SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop=list(u),
                                     include_stop_str_in_output=False, seed=0)
                   for u in {r.until for r in requests}}

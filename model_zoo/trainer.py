@@ -436,11 +436,9 @@ class Trainer:
 
 def check_resumable(saved: dict[str, Any], cfg) -> None:
     """RprimError naming every setting that differs from the checkpoint's and changes the math."""
+    from rprim.core.compat import check_same_settings
     from rprim.model_zoo.presets import RESUMABLE_CHANGES
 
-    now = cfg.to_dict()
-    diffs = [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(saved) | set(now))
-             if k not in RESUMABLE_CHANGES and k != "vocab_size" and saved.get(k) != now.get(k)]
-    if diffs:
-        raise RprimError(f"--resume with settings that differ from the checkpoint's ({'; '.join(diffs)}); "
-                         "use the original settings or --overwrite")
+    check_same_settings(saved, cfg.to_dict(), free=RESUMABLE_CHANGES | {"vocab_size"},
+                        problem="--resume with other settings than the checkpoint's",
+                        fix="use the original settings or --overwrite")

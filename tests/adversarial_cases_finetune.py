@@ -45,7 +45,7 @@ CASES = [
     ("finetune-interrupted-run-without-resume", [*FT, "--out", "{fixtures}/partial"],
      "holds an interrupted run (1 of 3 seeds done); pass --resume"),
     ("finetune-resume-other-lr", [*FT, "--out", "{fixtures}/partial", "--resume", "--lr", "0.002"],
-     "--lr was 0.001 there and is 0.002 now"),
+     "--lr: 0.001 -> 0.002"),
     ("finetune-complete-run-without-resume", [*FT, "--out", "{fixtures}/complete"],
      "holds a complete fine-tuning run (3 seed(s)); pass --resume"),
     ("finetune-resume-no-config-seeds", [*FT, "--out", "{fixtures}/noseeds", "--resume"],

@@ -46,7 +46,7 @@ CASES = [
     ("train-into-finished-run", ["train", "--out", "{fixtures}/run", *[a for s in RUN for a in ("--set", s)]],
      "--resume"),
     ("train-resume-other-settings", ["train", "--resume", "--out", "{fixtures}/run", "--cache-dir", "{fixtures}/cache",
-                                     *[a for s in RUN + ["lr=0.5"] for a in ("--set", s)]], "settings that differ"),
+                                     *[a for s in RUN + ["lr=0.5"] for a in ("--set", s)]], "other settings than the checkpoint"),
 ]
 
 

@@ -263,7 +263,7 @@ def test_micro_batch_size_follows_the_free_memory():
 
 @pytest.mark.parametrize("context,shots,needle", [
     (128, 10, "a training example needs"),
-    (100, 5, "a varassign-basic-d0-w1 prompt needs"),  # training rows fit, prompt + answer budget not
+    (100, 5, "a prompt of varassign-basic-d0-w1 needs"),  # training rows fit, prompt + answer budget not
 ])
 def test_prompts_longer_than_the_context_are_refused_before_training(monkeypatch, context, shots,
                                                                      needle):
@@ -315,9 +315,9 @@ def test_resume_refuses_other_settings_and_other_models(base, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(Stop):
         finetune(model, QUICK, tokenizer=tok, out=out, log=interrupt_after(0))
-    with pytest.raises(RprimError, match="--lr was 0.003 there and is 0.002 now"):
+    with pytest.raises(RprimError, match="--lr: 0.003 -> 0.002"):
         finetune(model, replace(QUICK, lr=2e-3), tokenizer=tok, out=out, resume=True)
-    with pytest.raises(RprimError, match="--eval-start was 4 there and is 3 now"):
+    with pytest.raises(RprimError, match="--eval-start: 4 -> 3"):
         finetune(model, replace(QUICK, eval_start=3), tokenizer=tok, out=out, resume=True)
     with pytest.raises(RprimError, match="--seeds 1 or more"):
         finetune(model, replace(QUICK, seeds=(1, 2)), tokenizer=tok, out=out, resume=True)
@@ -385,7 +385,7 @@ def test_results_file_saved_weights_and_progress(model_dir, tmp_path):
 
 
 def test_progress_eta_uses_the_measured_rate_of_each_kind_of_work():
-    p = F.Progress(False, train_units=300.0, eval_units=100.0)
+    p = F.FinetuneBar(False, train_units=300.0, eval_units=100.0)
     assert p.eta() is None
     p.rates.add("train", 15.0, 150.0)  # 150 units done in 15 s
     assert p.eta() == pytest.approx(150 * 0.1 + 100 * 0.1)  # evaluation not measured yet
@@ -441,7 +441,7 @@ def test_one_backend_per_seed_and_one_plan_per_run(monkeypatch):
     from rprim.evaluators import hf
 
     built, plans = [], []
-    init, plan_for = hf.HFBackend.__init__, F.plan_for
+    init, eval_set = hf.HFBackend.__init__, F.eval_set
 
     def counting_init(self, *a, **k):
         built.append(1)
@@ -449,10 +449,10 @@ def test_one_backend_per_seed_and_one_plan_per_run(monkeypatch):
 
     def counting_plan(*a, **k):
         plans.append(1)
-        return plan_for(*a, **k)
+        return eval_set(*a, **k)
 
     monkeypatch.setattr(hf.HFBackend, "__init__", counting_init)
-    monkeypatch.setattr(F, "plan_for", counting_plan)
+    monkeypatch.setattr(F, "eval_set", counting_plan)
     tok = H.tokenizer("bpe")
     model = H.tiny_model(tok, train_steps=0)
     cfg = replace(QUICK, seeds=(0, 1), steps=4, eval_every=1, eval_start=1)
@@ -463,17 +463,18 @@ def test_one_backend_per_seed_and_one_plan_per_run(monkeypatch):
 
     trained = H.tiny_model(tok, train_steps=30)
     engine = F.make_backend(trained, tok, backend="hf")
-    layer = F._score(engine, F.plan_for(F.eval_tasks(cfg.resolved()), engine.count_tokens_many))
+    layer = F._score(engine, F.eval_set(F.eval_tasks(cfg.resolved()), engine.count_tokens_many))
     front = evaluate(trained, tasks=list(cfg.tasks), shots=cfg.shots, n=cfg.eval_n, tokenizer=tok)
     assert layer == {t: front.accuracy(t) for t in front.tasks}
 
 
 def test_one_place_says_a_prompt_does_not_fit():
-    """The context check's message comes from one function (loading.check_fits): no other
-    module of rprim words it, so evaluation, the backends and fine-tuning cannot disagree."""
+    """The context check's message comes from one function (spec.check_fits): no other module
+    of rprim words it, so evaluation, both backends and fine-tuning cannot disagree."""
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     sources = [p for d in ("evaluators", "rprim", "model_zoo", "primitives") for p in (root / d).rglob("*.py")]
-    hits = [p.relative_to(root).as_posix() for p in sources if "the model's context is" in p.read_text()]
-    assert hits == ["evaluators/loading.py"]
+    words = ("for the answer", "context is", "max_model_len is")
+    hits = [p.relative_to(root).as_posix() for p in sources if any(w in p.read_text() for w in words)]
+    assert hits == ["evaluators/spec.py"]

@@ -23,12 +23,12 @@ from .analyses import (ANALYSIS_KINDS, LINEARITY_FALLBACK, check_analysis_out, p
                        write_linearity, write_similarity)
 from .parts import Part, periodic_snapshots, results_dir, run_dir, run_name, study_notes
 from .presets import DEFAULT_MIX, HELD_OUT, METHODS, PRESETS, REGIMES, SMALL_MIX, StudyPreset
-from .runner import plan_parts, run
+from .runner import study_parts, run
 from .settings import StudySettings, parse_methods, resolve, train_config
 
 __all__ = [
     "ANALYSIS_KINDS", "DEFAULT_MIX", "HELD_OUT", "LINEARITY_FALLBACK", "METHODS", "PRESETS", "Part",
     "REGIMES", "SMALL_MIX", "StudyPreset", "StudySettings", "check_analysis_out", "parse_methods",
-    "periodic_snapshots", "plan_parts", "primitives_documents", "resolve", "results_dir", "run",
+    "periodic_snapshots", "study_parts", "primitives_documents", "resolve", "results_dir", "run",
     "run_dir", "run_name", "study_notes", "train_config", "write_linearity", "write_similarity",
 ]

@@ -47,12 +47,13 @@ def primitives_documents(per_task: int = 6) -> list[str]:
     """Solved problems of every suite task from the ``test`` split, ``per_task`` to a document
     (separated by blank lines, like the pretraining mix): text no training run has seen."""
     import rprim.primitives as P
+    from rprim.evaluators.data import continuation
 
     docs = []
     for name in P.suite_names():
         recs = P.get(name).generate(per_task * 4, seed=0, split="test")
         for i in range(0, len(recs), per_task):
-            docs.append("\n\n".join(r["query"] + r["target_delimiter"] + r["target"]
+            docs.append("\n\n".join(r["query"] + continuation(r)
                                     for r in recs[i:i + per_task]))
     return docs
 

@@ -16,7 +16,7 @@ from .parts import (Part, _log, analysis_part, eval_final_part, eval_snapshots_p
 from .settings import StudySettings, _check_out, _started
 
 
-def plan_parts(s: StudySettings, timings: dict[str, float]) -> list[Part]:
+def study_parts(s: StudySettings, timings: dict[str, float]) -> list[Part]:
     """Every part in order: training first (the bulk), then scoring, fine-tuning, analyses."""
     runs = s.runs()
     parts = [train_part(s, m, seed) for m, seed in runs]
@@ -28,7 +28,7 @@ def plan_parts(s: StudySettings, timings: dict[str, float]) -> list[Part]:
     return parts
 
 
-class Progress:
+class PartClock:
     """Part headers with elapsed time and an ETA: each kind of part has a rate (seconds per
     unit), a prior from the preset until a part of that kind has been timed here (1 s per
     unit for a kind the preset has no prior for)."""
@@ -68,8 +68,8 @@ def run(s: StudySettings, log: Callable[[str], None] = _log) -> Path:
         for folder in [s.out, s.out / RUNS, s.out / RESULTS_DIR, *(results_dir(s, m, seed) for m, seed in s.runs())]:
             clean_stale_temps(folder)
         timings = _read_timings(s.out)
-        parts = plan_parts(s, timings)
-        progress = Progress(parts, s.preset.rates, log)
+        parts = study_parts(s, timings)
+        progress = PartClock(parts, s.preset.rates, log)
         for i, part in enumerate(parts):
             if part.done():
                 log(f"[study {i + 1}/{len(parts)}] {part.label}: done before, skipped")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rprim.core import RprimError, check_output_folder
+from rprim.core.compat import check_same_settings
 from rprim.core.layout import RESULTS_DIR, RUNS, STUDY_FILE, STUDY_KIND
 
 from .presets import METHODS, PRESETS, StudyPreset
@@ -131,21 +132,15 @@ def _check_out(s: StudySettings) -> None:
             old = json.loads(path.read_text(encoding="utf-8"))
         except ValueError:
             old = None
-        new = json.loads(json.dumps(s.record()))
-        if (not isinstance(old, dict) or old.get("settings") != new) and _started(s.out):
-            diffs = _diff(old.get("settings") if isinstance(old, dict) else None, new)
-            raise RprimError(f"{s.out} holds a study with other settings ({diffs}); rerun with the same "
-                             "settings to continue it, or pass a new --out")
+        saved = old.get("settings") if isinstance(old, dict) else None
+        if not isinstance(saved, dict):
+            saved = {"study.json": "unreadable"}
+        if _started(s.out):
+            check_same_settings(saved, s.record(), problem=f"{s.out} holds a study with other settings",
+                                fix="rerun with the same settings to continue it, or pass a new --out")
 
 
 def _started(out: Path) -> bool:
     """Whether any part of the study in ``out`` wrote something (a study that never started,
     say after a failed check, holds nothing to protect: other settings may replace it)."""
     return any(p.is_file() for sub in (RUNS, RESULTS_DIR) for p in (out / sub).rglob("*"))
-
-
-def _diff(old: Any, new: dict[str, Any]) -> str:
-    if not isinstance(old, dict):
-        return "unreadable study.json"
-    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    return "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys)[:300]
