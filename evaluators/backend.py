@@ -53,11 +53,14 @@ class Backend(ABC):
         """
 
     def count_tokens(self, text: str) -> int:
-        """Tokens of ``text`` without special tokens (sizes ``max_new_tokens``)."""
+        """Tokens of ``text`` without special tokens (sizes ``max_new_tokens``); a rough
+        count for an engine without a model spec."""
         return max(1, len(text) // 2)
 
     def count_tokens_many(self, texts: Sequence[str]) -> list[int]:
-        """:meth:`count_tokens` of each text (backends batch it)."""
+        """Tokens of each text: the spec's tokenizer when the engine has one, in one batch."""
+        if self.spec is not None:
+            return self.spec.count_tokens(texts)
         return [self.count_tokens(t) for t in texts]
 
     def describe(self) -> dict[str, Any]:

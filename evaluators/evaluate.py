@@ -70,9 +70,9 @@ def _vllm_backend(model: Any, dtype: str, trust_remote_code: bool,
                        **(vllm_options or {}))
 
 
-def _estimate(src: "ModelSpec", plan: EvalSet, prompt_tokens: int, device: str) -> str:
+def _estimate(spec: "ModelSpec", plan: EvalSet, prompt_tokens: int, device: str) -> str:
     """A rough time for the whole run from the model size and the tokens to process."""
-    cfg = getattr(src.config, "text_config", None) or src.config
+    cfg = getattr(spec.config, "text_config", None) or spec.config
     hidden = getattr(cfg, "hidden_size", 0) or 0
     layers = getattr(cfg, "num_hidden_layers", 0) or 0
     if not hidden or not layers:
@@ -122,7 +122,8 @@ def open_engine(model: Any, tasks: list[TaskData], *, tokenizer: Any = None,
     work = eval_set(tasks, spec.count_tokens if spec else engine.count_tokens_many, max_new_tokens)
     lengths = spec.check_prompts(work) if spec is not None else []
     if engine is not None:
-        _say(progress and bool(tasks), _count_line(work))
+        if progress and tasks:
+            _say(progress, _count_line(work))
         return engine, work
     if not _named(model):
         return HFBackend(model, batch_size=batch_size, spec=spec), work
@@ -141,7 +142,7 @@ def _load(spec: "ModelSpec", work: EvalSet, lengths: list[int], batch_size: int 
         check_safetensors(Path(spec.source))  # a truncated download fails before anything is printed
     mean_prompt = int(sum(lengths) / max(1, len(lengths)))
     estimate = _estimate(spec, work, mean_prompt, resolve_device(device)) if work.tasks else ""
-    if progress:
+    if progress:  # the line is built only when shown (an empty set has no count line)
         _say(progress, f"{_count_line(work)}; {spec.where}{'; ' + estimate if estimate else ''}")
     return HFBackend(load_weights(spec, dtype, device), batch_size=batch_size, spec=spec)
 

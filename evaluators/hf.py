@@ -153,16 +153,11 @@ class HFBackend(Backend):
             spec = spec.bound(model)
         self.spec = spec
         self.model = model  # put in eval mode only while decoding (a trainer may be calling us)
-        self.tok = spec.tokenizer
-        self.model_id = spec.where
         if batch_size != "auto" and (not isinstance(batch_size, int) or batch_size < 1):
             raise RprimError(f"batch size must be 'auto' or a positive integer (got {batch_size!r})")
         self.batch_size = batch_size
         self.device = next(model.parameters()).device
-        self.eos = spec.stop_ids
-        self.max_len = spec.context
         self.pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
-        self.bos = spec.bos
         self.torch = torch
         self._tables: dict[tuple[Any, int], Any] = {}  # stop tables on the device
         self._marks: dict[tuple[Any, int], list[bool]] = {}  # the same on the host
@@ -172,19 +167,18 @@ class HFBackend(Backend):
         self.stats = {"forward_tokens": 0, "decode_steps": 0, "fast": 0, "decoded": 0,
                       "text_checks": 0}
 
+    # what the decoder reads of the model spec, under the names it uses
+    tok = property(lambda self: self.spec.tokenizer)
+    eos = property(lambda self: self.spec.stop_ids)
+    max_len = property(lambda self: self.spec.context)
+    bos = property(lambda self: self.spec.bos)
+    model_id = property(lambda self: self.spec.where)
+
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "model": str(self.model_id), "config_hash": config_hash(self.model),
                 "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
                 "device": str(self.device), "architecture": type(self.model).__name__,
                 "add_bos": self.bos.add, "add_bos_reason": self.bos.reason}
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tok(text, add_special_tokens=False)["input_ids"])
-
-    def count_tokens_many(self, texts: Sequence[str]) -> list[int]:
-        from .tokens import count_tokens
-
-        return count_tokens(self.tok, texts)
 
     # -- the batch size -------------------------------------------------------------------
     def _auto_batch(self, prefix_len: int, row_len: int) -> int:

@@ -28,7 +28,6 @@ from rprim.core import RprimError, install_hint, parse_dtype
 from .backend import Backend, Generation, Tick, Request
 from .scoring import cut
 from .spec import ModelSpec, config_hash
-from .tokens import count_tokens
 
 CHUNK = 256  # requests per engine call: the progress bar moves per chunk, prefix caching spans them
 
@@ -120,16 +119,17 @@ class VLLMBackend(Backend):
         preflight(spec)
         length = int(max_model_len or min(spec.context, 8192))
         self.spec = spec.with_context(length, "max_model_len", "a larger --max-model-len")
-        self.tok, self.bos = spec.tokenizer, spec.bos
-        self.model_path = spec.source
         self.dtype = resolve_dtype(dtype)
-        self.max_model_len = length
         self.options = {"tensor_parallel_size": tensor_parallel_size, "seed": seed,
                         "trust_remote_code": trust_remote_code,
                         "gpu_memory_utilization": gpu_memory_utilization,
                         "enforce_eager": enforce_eager}
         self.start_time_s: float | None = None
         self._llm: Any = None
+
+    model_path = property(lambda self: self.spec.source)
+    max_model_len = property(lambda self: self.spec.context)
+    bos = property(lambda self: self.spec.bos)
 
     @property
     def llm(self) -> Any:
@@ -157,12 +157,6 @@ class VLLMBackend(Backend):
                 "tensor_parallel_size": self.options["tensor_parallel_size"],
                 "add_bos": self.bos.add, "add_bos_reason": self.bos.reason,
                 "engine_start_s": None if self.start_time_s is None else round(self.start_time_s, 3)}
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tok(text, add_special_tokens=False)["input_ids"])
-
-    def count_tokens_many(self, texts: Sequence[str]) -> list[int]:
-        return count_tokens(self.tok, texts)
 
     def greedy(self, requests: Sequence[Request], max_new_tokens: int,
                progress: Tick | None = None) -> list[Generation]:

@@ -56,6 +56,9 @@ def test_make_backend_is_the_same_load_path(folder):
     assert made.spec.context == opened.spec.context == 256
     assert made.spec.stop_ids == opened.spec.stop_ids and made.spec.stop_ids
     assert made.describe() == opened.describe() and work.total == 0
+    assert make_backend(made) is made  # a ready engine passes through the same path
+    again, work = open_engine(made, [], progress=True)
+    assert again is made and work.total == 0
 
 
 def test_prompts_that_do_not_fit_fail_before_the_weights_load(folder, monkeypatch):

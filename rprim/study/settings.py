@@ -133,11 +133,13 @@ def _check_out(s: StudySettings) -> None:
         except ValueError:
             old = None
         saved = old.get("settings") if isinstance(old, dict) else None
+        if not _started(s.out):
+            return
+        problem, fix = (f"{s.out} holds a study with other settings",
+                        "rerun with the same settings to continue it, or pass a new --out")
         if not isinstance(saved, dict):
-            saved = {"study.json": "unreadable"}
-        if _started(s.out):
-            check_same_settings(saved, s.record(), problem=f"{s.out} holds a study with other settings",
-                                fix="rerun with the same settings to continue it, or pass a new --out")
+            raise RprimError(f"{problem} (unreadable study.json); {fix}")
+        check_same_settings(saved, s.record(), problem=problem, fix=fix)
 
 
 def _started(out: Path) -> bool:
