@@ -10,7 +10,7 @@ documents), ``new`` the default now (loss on the primitives' answers only). Ever
 the baseline method on the same tokens and data order; every ``tokens / snapshots`` tokens a
 snapshot is scored exactly as the study scores it (5-shot prompts of the ``test`` split, greedy
 exact match) on variable assignment at depth 0, and its errors are sorted by where the answer
-came from (``rprim.evaluators.probe``). Prints one row per snapshot and design; chance is 0.2.
+came from (``rprim.evaluators.report.probe``). Prints one row per snapshot and design; chance is 0.2.
 Runs in one process, one design after another, so the curves share the machine's state.
 """
 
@@ -53,7 +53,8 @@ def train_design(name: str, sets: dict[str, str], args, root: Path) -> Path:
 
 
 def score(folder: Path, n: int) -> tuple[float, int, dict[str, int]]:
-    from rprim.evaluators import evaluate, probe
+    from rprim.evaluators import evaluate
+    from rprim.evaluators.report import probe
 
     res = evaluate(str(folder), tasks=TASKS, shots=5, n=n, progress=False)
     rows = [r for t in TASKS for r in res.samples[t]]
@@ -74,7 +75,7 @@ def main() -> None:
     args = ap.parse_args()
     designs = [parse_design(d) for d in (args.design or ["old:mix_loss=all", "new:mix_loss=answers"])]
     from rprim.cli_eval import _quiet_transformers
-    from rprim.evaluators import probe
+    from rprim.evaluators.report import probe
     from rprim.evaluators.scoring import wilson
 
     _quiet_transformers()

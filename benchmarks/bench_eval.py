@@ -17,8 +17,8 @@ standard library and task text (no download, so it runs on an offline GPU box). 
 ``task`` scores the task's targets (an untrained model never ends its line, so every row runs
 the decode loop up to the answer budget); ``self`` scores the model's own greedy answers
 (computed first, untimed), so every row is settled by the teacher-forced pass (fast path).
-``--baseline FILE`` also times another version of ``evaluators/hf.py`` (e.g. main's, from
-``git show main:evaluators/hf.py > /tmp/hf_main.py``) on the same requests in the same run.
+``--baseline FILE`` also times another version of ``evaluators/engine/hf.py`` (e.g. main's, from
+``git show main:evaluators/engine/hf.py > /tmp/hf_main.py``) on the same requests in the same run.
 ``--others vllm,lm-eval`` adds rprim's vLLM backend and lm-evaluation-harness's HF backend.
 """
 
@@ -40,7 +40,7 @@ def main() -> None:
     ap.add_argument("--dtype", default="auto", help="auto: fp32 on CPU, bf16 on a GPU")
     ap.add_argument("--batch-size", default="auto", help="auto: 32 on CPU, what fits on a GPU")
     ap.add_argument("--modes", default="task", help="task, self or task,self (see above)")
-    ap.add_argument("--baseline", default=None, help="another evaluators/hf.py to time too")
+    ap.add_argument("--baseline", default=None, help="another evaluators/engine/hf.py to time too")
     ap.add_argument("--repeat", type=int, default=1,
                     help="time rprim and the baseline this many times, alternating; keep the best")
     ap.add_argument("--plain-n", type=int, default=None,
@@ -55,7 +55,7 @@ def main() -> None:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     torch.set_num_threads(args.threads)
-    from rprim.evaluators.hf import HFBackend
+    from rprim.evaluators.engine.hf import HFBackend
 
     model, tok, where = load_model(args)
     bs = args.batch_size if args.batch_size == "auto" else int(args.batch_size)
@@ -80,7 +80,7 @@ def main() -> None:
 
 def bench_mode(args: Any, mode: str, model: Any, tok: Any, bs: Any, jobs: list, total: int) -> None:
     """Time rprim (and the baseline) against the floor on ``jobs``; check exactness."""
-    from rprim.evaluators.hf import HFBackend, plain_greedy
+    from rprim.evaluators.engine.hf import HFBackend, plain_greedy
 
     t_rprim = t_old = float("inf")
     t_first = None
@@ -150,8 +150,8 @@ def floor_time(be: Any, tok: Any, jobs: list, batch: int, device: str) -> float:
     """One forward over the unique tokens (prefix once per batch), inputs on the device."""
     import torch
 
-    from rprim.evaluators.hf import _common_prefix, expand_cache
-    from rprim.evaluators.tokens import encode
+    from rprim.evaluators.engine.hf import _common_prefix, expand_cache
+    from rprim.evaluators.engine.tokens import encode
 
     bos = be.bos.token_id if be.bos.add else None
     t_floor = 0.0
@@ -186,9 +186,9 @@ def floor_time(be: Any, tok: Any, jobs: list, batch: int, device: str) -> float:
 
 def make_jobs(args: Any, tok: Any) -> list:
     """(task name, records, requests, answer budget) per task, as ``evaluate`` makes them."""
-    from rprim.evaluators.backend import Request
+    from rprim.evaluators.engine.backend import Request
     from rprim.evaluators.data import answer_budget, task_data
-    from rprim.evaluators.tokens import count_tokens
+    from rprim.evaluators.engine.tokens import count_tokens
 
     jobs = []
     for name in args.tasks.split(","):
@@ -201,8 +201,8 @@ def make_jobs(args: Any, tok: Any) -> list:
 
 def self_jobs(model: Any, tok: Any, bs: Any, jobs: list) -> list:
     """The same prompts with the model's own greedy answers as targets (fast path)."""
-    from rprim.evaluators.backend import Request
-    from rprim.evaluators.hf import HFBackend
+    from rprim.evaluators.engine.backend import Request
+    from rprim.evaluators.engine.hf import HFBackend
 
     be = HFBackend(model, tok, batch_size=bs)
     out = []
@@ -214,14 +214,14 @@ def self_jobs(model: Any, tok: Any, bs: Any, jobs: list) -> list:
 
 
 def load_baseline(path: str) -> Any:
-    """HFBackend from another hf.py, imported inside rprim.evaluators (its relative imports
+    """HFBackend from another hf.py, imported inside rprim.evaluators.engine (its relative imports
     resolve to this checkout's backend and core, whose Request/Generation it shares)."""
     import importlib.util
     import sys
 
-    spec = importlib.util.spec_from_file_location("rprim.evaluators._baseline_hf", path)
+    spec = importlib.util.spec_from_file_location("rprim.evaluators.engine._baseline_hf", path)
     mod = importlib.util.module_from_spec(spec)
-    mod.__package__ = "rprim.evaluators"
+    mod.__package__ = "rprim.evaluators.engine"
     sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
     return mod.HFBackend
@@ -236,7 +236,7 @@ SHAPES = {  # the trainer's presets (model_zoo/presets.py), context widened for 
 
 
 def load_model(args: Any) -> tuple[Any, Any, str]:
-    from rprim.evaluators.loading import load_hf
+    from rprim.evaluators.engine.loading import load_hf
 
     if args.model not in SHAPES:
         return load_hf(args.model, dtype=args.dtype, device=args.device)

@@ -24,12 +24,13 @@ from pathlib import Path
 
 from rprim.core import default_threads, parse_batch_size
 from rprim.core.torch_util import make_optimizer
-from rprim.evaluators.finetune import FinetuneConfig, encode, finetune, table, training_set
+from rprim.evaluators.finetune import FinetuneConfig, finetune
+from rprim.evaluators.finetune.protocol import encode, training_set
 
 
 def plain_steps(model_path: str, cfg: FinetuneConfig, steps: int) -> float:
     """Seconds per step of the bare full-batch loop on seed 0's batch (fp32, same optimizer)."""
-    from rprim.evaluators.loading import load_hf
+    from rprim.evaluators.engine.loading import load_hf
 
     base, tok, _ = load_hf(model_path, dtype="float32", device="cpu")
     ids, mask, labels = encode(tok, training_set(cfg, cfg.seeds[0]))
@@ -67,12 +68,12 @@ def main() -> None:
     cfg = FinetuneConfig(seeds=tuple(range(args.seeds)), steps=args.steps, eval_every=args.eval_every,
                          eval_n=args.eval_n, micro_batch_size=parse_batch_size(args.micro_batch_size))
     res = finetune(model, cfg, log=lambda s: print(s, flush=True) if "step" not in s else None)
-    print(table(res))
-    wall, train, ev = res["wall_time_s"], res["train_time_s"], res["eval_time_s"]
+    print(res.table())
+    wall, train, ev = (res.meta[k] for k in ("wall_time_s", "train_time_s", "eval_time_s"))
     evals = len(cfg.eval_steps) * len(cfg.seeds)
     step = train / (cfg.steps * len(cfg.seeds))
     print(f"\nwall {wall:.1f}s: training {train:.1f}s ({train / wall:.0%}, {step * 1000:.0f} ms/step, "
-          f"micro-batches of {res['micro_batch_size']}), evaluation {ev:.1f}s ({ev / wall:.0%}, "
+          f"micro-batches of {res.meta['micro_batch_size']}), evaluation {ev:.1f}s ({ev / wall:.0%}, "
           f"{evals} evaluations of {cfg.eval_n * len(cfg.tasks)} examples, {ev / evals:.2f}s each), "
           f"other {wall - train - ev:.1f}s")
     plain = plain_steps(model, cfg, min(cfg.steps, 30))

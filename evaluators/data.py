@@ -112,29 +112,35 @@ def _suite_records(task: Any, shots: int, n: int | None, seed: int) -> list[dict
     return [{**r, "prompt": prefix + r["query"], "num_fewshot": shots} for r in recs]
 
 
+def _registered(name: str, shots: int, n: int | None,
+                seed: int) -> tuple[Any, list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """(task, its first n records with k-shot prompts, the frozen suite's records or None):
+    suite tasks at seed 0 read the frozen suite, others are generated."""
+    task = P.get(name)
+    if name in P.SUITE and seed == 0 and _suite_available():
+        suite = _suite_records(task, shots, n, seed)
+        return task, suite[:n or DEFAULT_N], suite
+    return task, task.generate(n or DEFAULT_N, seed=seed, split="test", shots=shots), None
+
+
 def task_data(name: str, shots: int, n: int | None, seed: int) -> TaskData:
     """Records of a registered task (k-shot prompts) and the sample for its answer budget:
     the frozen suite's 1000 records, or the first ``BUDGET_SAMPLE`` draws of the task's test
     stream at that seed (repeats allowed, so tasks with few distinct queries have one too)."""
     check_n(n)
-    task = P.get(name)
-    if name in P.SUITE and seed == 0 and _suite_available():
-        recs = _suite_records(task, shots, n, seed)
-        return TaskData(task.name, recs[:n or DEFAULT_N], recs, task.chance, shots)
-    recs = task.generate(n or DEFAULT_N, seed=seed, split="test", shots=shots)
-    sample = task.generate(BUDGET_SAMPLE, seed=seed, split="test", unique=False)
+    task, recs, suite = _registered(name, shots, n, seed)
+    sample = suite if suite is not None else task.generate(BUDGET_SAMPLE, seed=seed, split="test",
+                                                           unique=False)
     return TaskData(task.name, recs, sample, task.chance, shots)
 
 
 def task_records(name: str, shots: int, n: int | None, seed: int) -> tuple[Any, list[dict[str, Any]]]:
-    """(task, the first n records with k-shot prompts). Suite tasks at seed 0 read the frozen
-    suite; others are generated (``rprim export`` uses this, without eval's cap on n)."""
-    task = P.get(name)
+    """(task, the first n records with k-shot prompts), as :func:`task_data` reads them
+    (``rprim export`` uses this, without eval's cap on n)."""
     if n is not None and n <= 0:
         raise RprimError(f"--n must be a positive number of examples (got {n})")
-    if name in P.SUITE and seed == 0 and _suite_available():
-        return task, _suite_records(task, shots, n, seed)[:n or DEFAULT_N]
-    return task, task.generate(n or DEFAULT_N, seed=seed, split="test", shots=shots)
+    task, recs, _ = _registered(name, shots, n, seed)
+    return task, recs
 
 
 def user_task_data(name: str, records: Sequence[Any], n: int | None = None,

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, Callable
 import rprim.primitives as P
 from rprim.core import RprimError
 
-from .backend import Backend, Request
 from .data import EvalSet, TaskData, check_n, continuation, data_hash, eval_set, prepare
+from .engine.backend import Backend, Request
 from .scoring import TaskScore, prediction
 
 if TYPE_CHECKING:
-    from .spec import ModelSpec
+    from rprim.evaluators.engine.spec import ModelSpec
     from .results import Results
 
 CPU_FLOPS_PER_THREAD = 4e10  # rough speeds for the up-front estimate (the bar then measures)
@@ -41,7 +41,7 @@ def make_backend(model: Any, tokenizer: Any = None, backend: str = "auto",
     ``auto`` picks vLLM when it is installed, a GPU is present and ``model`` names a model
     (not an in-memory one), else transformers. ``vllm_options``: ``tensor_parallel_size``,
     ``max_model_len``, ``gpu_memory_utilization``, ``enforce_eager``. ``add_bos``: None decides
-    per model (see ``rprim.evaluators.tokens``), True/False forces it. The same load path as
+    per model (see ``rprim.evaluators.engine.tokens``), True/False forces it. The same load path as
     :func:`open_engine`, with nothing to score yet.
     """
     return open_engine(model, [], tokenizer=tokenizer, backend=backend, batch_size=batch_size,
@@ -53,7 +53,7 @@ def _backend_kind(model: Any, backend: str) -> str:
     if backend not in ("auto", "hf", "vllm"):
         raise RprimError(f"unknown backend {backend!r}; use auto, hf or vllm")
     if backend == "auto":
-        from .vllm import available, on_gpu
+        from rprim.evaluators.engine.vllm import available, on_gpu
 
         return "vllm" if _named(model) and available() and on_gpu() else "hf"
     if backend == "vllm" and not _named(model):
@@ -64,13 +64,13 @@ def _backend_kind(model: Any, backend: str) -> str:
 
 def _vllm_backend(model: Any, dtype: str, trust_remote_code: bool,
                   vllm_options: dict[str, Any] | None, add_bos: bool | None) -> Backend:
-    from .vllm import VLLMBackend
+    from rprim.evaluators.engine.vllm import VLLMBackend
 
     return VLLMBackend(str(model), dtype=dtype, trust_remote_code=trust_remote_code, add_bos=add_bos,
                        **(vllm_options or {}))
 
 
-def _estimate(spec: "ModelSpec", plan: EvalSet, prompt_tokens: int, device: str) -> str:
+def _estimate(spec: "ModelSpec", evals: EvalSet, prompt_tokens: int, device: str) -> str:
     """A rough time for the whole run from the model size and the tokens to process."""
     cfg = getattr(spec.config, "text_config", None) or spec.config
     hidden = getattr(cfg, "hidden_size", 0) or 0
@@ -78,12 +78,12 @@ def _estimate(spec: "ModelSpec", plan: EvalSet, prompt_tokens: int, device: str)
     if not hidden or not layers:
         return ""
     prefix = 0
-    for t in plan.tasks[:1]:
+    for t in evals.tasks[:1]:
         prompts = [r["prompt"] for r in t.records[:32]]
         prefix = len(os.path.commonprefix(prompts)) if len(prompts) > 1 else 0
-    chars = max(1, len(plan.tasks[0].records[0]["prompt"]))
-    unique = max(1.0, prompt_tokens * (1 - prefix / chars)) + max(plan.budgets.values()) / 2
-    flops = 2 * 12 * layers * hidden * hidden * unique * plan.total
+    chars = max(1, len(evals.tasks[0].records[0]["prompt"]))
+    unique = max(1.0, prompt_tokens * (1 - prefix / chars)) + max(evals.budgets.values()) / 2
+    flops = 2 * 12 * layers * hidden * hidden * unique * evals.total
     if device.startswith("cuda"):
         rate = GPU_FLOPS
     else:
@@ -107,9 +107,9 @@ def open_engine(model: Any, tasks: list[TaskData], *, tokenizer: Any = None,
     """The one load path: the model spec (config, tokenizer, BOS rule, context) is resolved
     once, the tasks' answer budgets are counted and every prompt is checked against the
     context, and only then are the weights loaded (or the vLLM engine prepared)."""
-    from .hf import HFBackend
-    from .loading import inspect_model
-    from .spec import ModelSpec
+    from rprim.evaluators.engine.hf import HFBackend
+    from rprim.evaluators.engine.loading import inspect_model
+    from rprim.evaluators.engine.spec import ModelSpec
 
     engine: Backend | None = None
     if isinstance(model, Backend):
@@ -135,8 +135,8 @@ def _load(spec: "ModelSpec", work: EvalSet, lengths: list[int], batch_size: int 
     """The transformers backend over ``spec``'s weights, after the last cheap checks."""
     from rprim.core.torch_util import resolve_device
 
-    from .hf import HFBackend
-    from .loading import check_safetensors, load_weights
+    from rprim.evaluators.engine.hf import HFBackend
+    from rprim.evaluators.engine.loading import check_safetensors, load_weights
 
     if Path(spec.source).is_dir() and "gguf_file" not in spec.kwargs:
         check_safetensors(Path(spec.source))  # a truncated download fails before anything is printed
@@ -147,13 +147,13 @@ def _load(spec: "ModelSpec", work: EvalSet, lengths: list[int], batch_size: int 
     return HFBackend(load_weights(spec, dtype, device), batch_size=batch_size, spec=spec)
 
 
-def _count_line(plan: EvalSet) -> str:
-    sizes = sorted({len(t.records) for t in plan.tasks})
+def _count_line(evals: EvalSet) -> str:
+    sizes = sorted({len(t.records) for t in evals.tasks})
     per = f"{sizes[0]:,}" if len(sizes) == 1 else f"{sizes[0]:,}..{sizes[-1]:,}"
-    shots = {t.shots for t in plan.tasks}
+    shots = {t.shots for t in evals.tasks}
     shot = f", {shots.pop()}-shot" if len(shots) == 1 and None not in shots else ""
-    return (f"{len(plan.tasks)} task{'s' if len(plan.tasks) != 1 else ''} x {per} examples = "
-            f"{plan.total:,} examples{shot}")
+    return (f"{len(evals.tasks)} task{'s' if len(evals.tasks) != 1 else ''} x {per} examples = "
+            f"{evals.total:,} examples{shot}")
 
 
 def evaluate(model: Any, tasks: Any = "suite", shots: int = 5,
@@ -184,34 +184,34 @@ def evaluate(model: Any, tasks: Any = "suite", shots: int = 5,
         from rprim.core.torch_util import resolve_device
 
         resolve_device(device)  # a missing GPU fails before data, config or weights
-    engine, plan = open_engine(model, prepare(tasks, shots, n, seed), tokenizer=tokenizer,
+    engine, evals = open_engine(model, prepare(tasks, shots, n, seed), tokenizer=tokenizer,
                                backend=backend, batch_size=batch_size,
                                trust_remote_code=trust_remote_code, dtype=dtype, device=device,
                                max_new_tokens=max_new_tokens, vllm_options=vllm_options,
                                add_bos=add_bos, progress=progress)
-    scores, samples, hashes, wall = score(engine, plan, progress, on_progress)
+    scores, samples, hashes, wall = score(engine, evals, progress, on_progress)
     from rprim.core.paths import package_version
 
-    custom = not any(t.shots is not None for t in plan.tasks)
+    custom = not any(t.shots is not None for t in evals.tasks)
     meta = {**engine.describe(), "rprim_version": package_version(), "shots": None if custom else shots,
             "seed": None if custom else seed, "n": n, "batch_size": batch_size,
             "data_hashes": hashes, "generator_version": P.GENERATOR_VERSION,
             "wall_time_s": round(wall, 3),
-            "examples_per_s": round(plan.total / wall, 3) if wall > 0 else None,
-            "examples": plan.total}
+            "examples_per_s": round(evals.total / wall, 3) if wall > 0 else None,
+            "examples": evals.total}
     return Results(scores, samples, meta)
 
 
-def score(engine: Backend, plan: EvalSet, progress: bool = False,
+def score(engine: Backend, evals: EvalSet, progress: bool = False,
           on_progress: Callable[[int], None] | None = None) -> tuple[dict, dict, dict, float]:
-    """The scoring layer under :func:`evaluate`: every task of ``plan`` through ``engine``;
+    """The scoring layer under :func:`evaluate`: every task of ``evals`` through ``engine``;
     (scores, samples, data hashes, wall seconds). No checks, no data preparation: callers that
-    score many times (fine-tuning) build the plan and the engine once."""
+    score many times (fine-tuning) build the evaluation set and the engine once."""
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=plan.total, unit="ex", desc="rprim eval", dynamic_ncols=True)
+        bar = tqdm(total=evals.total, unit="ex", desc="rprim eval", dynamic_ncols=True)
 
     def tick(k: int) -> None:
         if bar is not None:
@@ -224,11 +224,11 @@ def score(engine: Backend, plan: EvalSet, progress: bool = False,
     samples: dict[str, list[dict[str, Any]]] = {}
     hashes: dict[str, str] = {}
     try:
-        for t in plan.tasks:
+        for t in evals.tasks:
             recs = t.records
             reqs = [Request(r["prompt"], continuation(r), tuple(r["until"]))
                     for r in recs]
-            budget = plan.budgets[t.name]
+            budget = evals.budgets[t.name]
             gens = engine.greedy(reqs, budget, progress=tick)
             preds = [prediction(g.text, r["until"]) for g, r in zip(gens, recs)]
             s = TaskScore.of(preds, [r["target"] for r in recs])

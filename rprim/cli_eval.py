@@ -113,7 +113,7 @@ def eval_command(model: str, tasks: str | None, data: str | None, shots: int | N
     if out is not None:
         check_results_folder(out)
     if backend == "vllm":
-        from rprim.evaluators.vllm import require
+        from rprim.evaluators.engine.vllm import require
 
         require()
     _quiet_transformers(backend)

@@ -72,9 +72,10 @@ def finetune(model: str, tasks: str, examples: int, seeds: int, steps: int, eval
     results = F.finetune(model, cfg, log=log, save=save, trust_remote_code=trust_remote_code,
                          out=out, resume=resume, progress=not quiet, device=device,
                          before_load=lambda: _before_load(threads))
-    click.echo(F.table(results))
-    click.echo(f"train {results['train_time_s']:.1f}s, evaluation {results['eval_time_s']:.1f}s, "
-               f"wall {results['wall_time_s']:.1f}s", err=True)
+    click.echo(results.table())
+    t = results.meta
+    click.echo(f"train {t['train_time_s']:.1f}s, evaluation {t['eval_time_s']:.1f}s, "
+               f"wall {t['wall_time_s']:.1f}s", err=True)
     if out:
         click.echo(f"results: {out}/results.json", err=True)
 

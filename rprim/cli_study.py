@@ -25,12 +25,12 @@ def report(results: tuple[str, ...], out: str, baseline: str | None, title: str)
     Beside results.json a folder may hold training_summary.json, finetune/, checkpoints/ and
     analysis/ (rprim study writes them); the report uses what it finds.
     """
-    from rprim.evaluators import figures
+    from rprim.evaluators.report import figures
     from rprim.evaluators import report as R
 
     figures.require()
     target = R.check_report_folder(out)
-    from rprim.evaluators.report_render import text_table
+    from rprim.evaluators.report.render import text_table
 
     rep = R.load(results, baseline)
     data = rep.data()
@@ -122,7 +122,7 @@ def study(preset: str, out: str, corpus: tuple[str, ...], mix: str, methods: str
     Reruns skip finished parts; an interrupted study continues where it stopped.
     """
     from rprim import study as S
-    from rprim.evaluators import figures
+    from rprim.evaluators.report import figures
     from rprim.model_zoo.presets import parse_sets
 
     figures.require()

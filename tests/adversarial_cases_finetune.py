@@ -63,7 +63,11 @@ CASES = [
 
 def setup(fixtures: Path) -> None:
     import test_eval_helpers as H
-    from rprim.evaluators.finetune import FinetuneConfig, SeedRun, results_of, save_results
+    from rprim.evaluators.finetune import FinetuneConfig, FinetuneResults
+    from rprim.evaluators.finetune.results import SeedRun, results_of
+
+    def save_results(results: dict, out: Path) -> None:
+        FinetuneResults.from_dict(results).save(out)
 
     tok = H.tokenizer("bpe")
     model = H.tiny_model(tok, train_steps=0, max_positions=256)
@@ -76,13 +80,13 @@ def setup(fixtures: Path) -> None:
     cfg = FinetuneConfig().resolved()  # the command's defaults
     window = {t: 0.5 for t in cfg.tasks}
     results = results_of(cfg, {"weights": "0" * 16}, {0: SeedRun(0, [], window=window)}, 1.0, 64)
-    save_results(json.loads(json.dumps(results)), fixtures / "partial")
+    results.save(fixtures / "partial")
     done = results_of(cfg, {"weights": "0" * 16}, {s: SeedRun(s, [], window=window) for s in cfg.seeds}, 1.0, 64)
-    save_results(json.loads(json.dumps(done)), fixtures / "complete")
-    broken = json.loads(json.dumps(results))
+    done.save(fixtures / "complete")
+    broken = json.loads(json.dumps(results.to_dict()))
     del broken["config"]["seeds"]
     save_results(broken, fixtures / "noseeds")
-    no_seed = json.loads(json.dumps(results))
+    no_seed = json.loads(json.dumps(results.to_dict()))
     no_seed["runs"] = [{"x": 1}]
     save_results(no_seed, fixtures / "noseedrun")
     (fixtures / "notjson").mkdir()

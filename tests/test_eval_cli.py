@@ -182,7 +182,7 @@ def test_corrupt_weights_fail_in_one_line_for_finetune_too(folders):
     """Fine-tuning loads models through the same path (make_backend / load_hf)."""
     from rprim.core import RprimError
     from rprim.evaluators import make_backend
-    from rprim.evaluators.loading import load_hf
+    from rprim.evaluators.engine.loading import load_hf
 
     for load in (load_hf, make_backend):
         with pytest.raises(RprimError, match="truncated or corrupt"):

@@ -17,9 +17,9 @@ pytest.importorskip("transformers")
 
 import rprim.primitives as P  # noqa: E402
 from rprim.evaluators import evaluate  # noqa: E402
-from rprim.evaluators.backend import Request  # noqa: E402
-from rprim.evaluators.hf import HFBackend, plain_greedy  # noqa: E402
-from rprim.evaluators.tokens import decide_bos, encode  # noqa: E402
+from rprim.evaluators.engine.backend import Request  # noqa: E402
+from rprim.evaluators.engine.hf import HFBackend, plain_greedy  # noqa: E402
+from rprim.evaluators.engine.tokens import decide_bos, encode  # noqa: E402
 from test_eval_helpers import corpus, tiny_model, tokenizer  # noqa: E402
 
 pytestmark = pytest.mark.cuda

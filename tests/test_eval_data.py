@@ -12,7 +12,7 @@ import rprim.primitives as P  # noqa: E402
 from rprim.core import RprimError  # noqa: E402
 from rprim.evaluators import evaluate, exact, flexible, prediction, read_records, wilson  # noqa: E402
 from rprim.evaluators.data import MAX_GENERATED_N, task_data  # noqa: E402
-from rprim.evaluators.hf import plain_greedy  # noqa: E402
+from rprim.evaluators.engine.hf import plain_greedy  # noqa: E402
 from test_eval_helpers import tiny_model, tokenizer, trained  # noqa: E402
 
 

@@ -12,8 +12,8 @@ pytest.importorskip("transformers")
 
 import rprim.primitives as P  # noqa: E402
 from rprim.evaluators import evaluate  # noqa: E402
-from rprim.evaluators.backend import Request  # noqa: E402
-from rprim.evaluators.hf import HFBackend, plain_greedy  # noqa: E402
+from rprim.evaluators.engine.backend import Request  # noqa: E402
+from rprim.evaluators.engine.hf import HFBackend, plain_greedy  # noqa: E402
 from rprim.evaluators.scoring import prediction  # noqa: E402
 from test_eval_helpers import trained  # noqa: E402
 

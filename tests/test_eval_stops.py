@@ -11,9 +11,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 import rprim.primitives as P  # noqa: E402
-from rprim.evaluators.backend import Request  # noqa: E402
-from rprim.evaluators.hf import HFBackend, expand_cache, plain_greedy  # noqa: E402
-from rprim.evaluators.tokens import REPLACEMENT, stop_table  # noqa: E402
+from rprim.evaluators.engine.backend import Request  # noqa: E402
+from rprim.evaluators.engine.hf import HFBackend, expand_cache, plain_greedy  # noqa: E402
+from rprim.evaluators.engine.tokens import REPLACEMENT, stop_table  # noqa: E402
 from test_eval_helpers import tiny_model, tokenizer, trained  # noqa: E402
 
 KINDS = ["bpe", "merge", "sp"]
@@ -130,7 +130,7 @@ def test_looping_rows_are_guessed_and_verified(kind, monkeypatch):
     """Rows that repeat themselves (this untrained model loops with periods 1, 2 and 5, some
     through byte tokens) take several tokens per step, with the same text as one token per
     step and as generate."""
-    import rprim.evaluators.decode as D
+    import rprim.evaluators.engine.decode as D
 
     tok = tokenizer(kind)
     model = tiny_model(tok, seed=1, train_steps=0, hidden=128, heads=4, kv_heads=2)

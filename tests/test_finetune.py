@@ -17,8 +17,9 @@ pytest.importorskip("transformers")
 
 import rprim.primitives as P  # noqa: E402
 from rprim.core import RprimError  # noqa: E402
-from rprim.evaluators import finetune as F  # noqa: E402
-from rprim.evaluators.finetune import FinetuneConfig, encode, finetune, training_set  # noqa: E402
+from rprim.evaluators.finetune import protocol as F  # noqa: E402
+from rprim.evaluators.finetune import FinetuneConfig, FinetuneResults, finetune  # noqa: E402
+from rprim.evaluators.finetune.protocol import encode, training_set  # noqa: E402
 
 import test_eval_helpers as H  # noqa: E402
 
@@ -74,10 +75,10 @@ def one_line_error(r: subprocess.CompletedProcess, needle: str) -> None:
     assert needle in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
-def same_runs(a: dict, b: dict) -> bool:
+def same_runs(a: FinetuneResults, b: FinetuneResults) -> bool:
     """Equal runs up to the timings."""
     def strip(res):
-        return [{k: v for k, v in r.items() if not k.endswith("_time_s")} for r in res["runs"]]
+        return [{k: v for k, v in r.items() if not k.endswith("_time_s")} for r in res.runs]
     return strip(a) == strip(b)
 
 
@@ -86,23 +87,27 @@ def same_runs(a: dict, b: dict) -> bool:
 
 
 def test_finetuning_raises_held_out_accuracy(easy_run):
-    for run in easy_run["runs"]:
+    for run in easy_run.runs:
         before = run["before"]["varassign-basic-d0-w1"]
         after = run["curve"][-1]["accuracy"]["varassign-basic-d0-w1"]
         assert after >= before + 0.2, (before, after)
         assert run["curve"][-1]["loss"] < run["curve"][0]["loss"] / 2
-    agg = easy_run["aggregate"]
-    window = [r["window"]["varassign-basic-d0-w1"] for r in easy_run["runs"]]
+    agg = easy_run.aggregate
+    window = [r["window"]["varassign-basic-d0-w1"] for r in easy_run.runs]
     assert agg["per_task"]["varassign-basic-d0-w1"]["mean"] == pytest.approx(sum(window) / 2)
     assert agg["overall"]["std"] >= 0
-    assert easy_run["complete"] and easy_run["seeds_done"] == [0, 1]
+    assert easy_run.complete and easy_run.seeds_done == [0, 1]
+    frame = easy_run.to_frame()  # one row per seed and task, as evaluation's Results
+    assert list(frame["accuracy"]) == window and list(frame["seed"]) == [0, 1]
+    assert easy_run.accuracy("varassign-basic-d0-w1") == agg["per_task"]["varassign-basic-d0-w1"]["mean"]
+    assert easy_run.table().splitlines()[-1].startswith("overall")
 
 
 def test_adafactor_at_the_papers_rate_learns(base):
     """torch's Adafactor (relative steps of 1e-3 of each parameter's scale) still learns."""
     model, tok = base
     cfg = replace(EASY, seeds=(0,), steps=100, eval_end=100, eval_every=100, optimizer="adafactor", lr=1e-3)
-    run = finetune(model, cfg, tokenizer=tok)["runs"][0]
+    run = finetune(model, cfg, tokenizer=tok).runs[0]
     before = run["before"]["varassign-basic-d0-w1"]
     after = run["curve"][-1]["accuracy"]["varassign-basic-d0-w1"]
     assert run["curve"][-1]["loss"] < run["curve"][0]["loss"] / 2
@@ -111,12 +116,12 @@ def test_adafactor_at_the_papers_rate_learns(base):
 
 def test_seeds_differ_only_by_their_own_data(base, easy_run):
     """The same seed reproduces its run exactly on CPU; other seeds draw other train data."""
-    a, b = easy_run["runs"]
+    a, b = easy_run.runs
     assert not set(a["train_ids"]) & set(b["train_ids"])
     assert all("/train/" in i for i in a["train_ids"])
     model, tok = base
     again = finetune(model, replace(EASY, seeds=(1,)), tokenizer=tok)
-    assert again["runs"][0]["curve"] == b["curve"] and again["runs"][0]["train_ids"] == b["train_ids"]
+    assert again.runs[0]["curve"] == b["curve"] and again.runs[0]["train_ids"] == b["train_ids"]
 
 
 def test_base_model_is_left_untouched(base):
@@ -160,13 +165,13 @@ def test_on_a_gpu_the_trained_copy_stays_fp32_under_bf16_autocast_and_learns(bas
     model, tok = base
     gpu = copy.deepcopy(model).to("cuda", torch.bfloat16)  # even a bf16 model trains in fp32
     res = finetune(gpu, replace(EASY, seeds=(0,)), tokenizer=tok, save=tmp_path / "ft")
-    run = res["runs"][0]
+    run = res.runs[0]
     before = run["before"]["varassign-basic-d0-w1"]
     assert run["curve"][-1]["accuracy"]["varassign-basic-d0-w1"] >= before + 0.1
     assert run["curve"][-1]["loss"] < run["curve"][0]["loss"] / 2
     saved = AutoModelForCausalLM.from_pretrained(tmp_path / "ft" / "seed-0")
     assert next(saved.parameters()).dtype == torch.float32
-    assert res["model"]["device"].startswith("cuda") and res["micro_batch_size"] == 32
+    assert res.model["device"].startswith("cuda") and res.meta["micro_batch_size"] == 32
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,9 +310,10 @@ def test_an_interrupted_run_keeps_finished_seeds_and_resumes_to_the_same_results
     resumed = finetune(model, QUICK, tokenizer=tok, out=out, resume=True, log=seen.append)
     assert [m.split(":")[0] for m in seen if m.startswith("seed 2:")] == ["seed 2"]
     assert not any(m.startswith(("seed 0:", "seed 1:")) for m in seen)  # not run again
-    assert resumed["complete"] and same_runs(resumed, straight)
-    assert resumed["aggregate"] == straight["aggregate"]
-    assert json.loads((out / "results.json").read_text())["aggregate"] == straight["aggregate"]
+    assert resumed.complete and same_runs(resumed, straight)
+    assert resumed.aggregate == straight.aggregate
+    assert json.loads((out / "results.json").read_text())["aggregate"] == straight.aggregate
+    assert FinetuneResults.load(out).to_dict() == json.loads(json.dumps(resumed.to_dict()))
 
 
 def test_resume_refuses_other_settings_and_other_models(base, tmp_path):
@@ -332,10 +338,10 @@ def test_resume_refuses_other_settings_and_other_models(base, tmp_path):
     # more seeds than before, other batch sizes: fine
     done = finetune(model, replace(QUICK, seeds=(0, 1, 2, 3), batch_size=4, micro_batch_size=3),
                     tokenizer=tok, out=out, resume=True)
-    assert done["complete"] and done["seeds_done"] == [0, 1, 2, 3]
+    assert done.complete and done.seeds_done == [0, 1, 2, 3]
     before = (out / "results.json").read_bytes()
     again = finetune(model, replace(QUICK, seeds=(0, 1, 2, 3)), tokenizer=tok, out=out, resume=True)
-    assert again == json.loads(json.dumps(done))  # complete: returned as it is, nothing rewritten
+    assert again.to_dict() == json.loads(json.dumps(done.to_dict()))  # complete: returned as it is, nothing rewritten
     assert (out / "results.json").read_bytes() == before
 
 
@@ -438,7 +444,7 @@ def test_one_backend_per_seed_and_one_plan_per_run(monkeypatch):
     """Fine-tuning scores through the scoring layer: the held-out plan (records, answer budgets)
     is built once per run, the backend once per seed (plus the one that loads the model), not
     once per evaluation step; the scoring layer gives what the public evaluate() gives."""
-    from rprim.evaluators import hf
+    from rprim.evaluators.engine import hf
 
     built, plans = [], []
     init, eval_set = hf.HFBackend.__init__, F.eval_set
@@ -458,7 +464,7 @@ def test_one_backend_per_seed_and_one_plan_per_run(monkeypatch):
     cfg = replace(QUICK, seeds=(0, 1), steps=4, eval_every=1, eval_start=1)
     res = finetune(model, cfg, tokenizer=tok)
     assert len(built) == 1 + 2 and len(plans) == 1   # 4 evaluations per seed, 8 in all
-    assert all(len([q for q in r["curve"] if "accuracy" in q]) == 4 for r in res["runs"])
+    assert all(len([q for q in r["curve"] if "accuracy" in q]) == 4 for r in res.runs)
     from rprim.evaluators import evaluate
 
     trained = H.tiny_model(tok, train_steps=30)
@@ -477,4 +483,4 @@ def test_one_place_says_a_prompt_does_not_fit():
     sources = [p for d in ("evaluators", "rprim", "model_zoo", "primitives") for p in (root / d).rglob("*.py")]
     words = ("for the answer", "context is", "max_model_len is")
     hits = [p.relative_to(root).as_posix() for p in sources if any(w in p.read_text() for w in words)]
-    assert hits == ["evaluators/spec.py"]
+    assert hits == ["evaluators/engine/spec.py"]

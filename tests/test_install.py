@@ -146,3 +146,34 @@ def test_hint_without_a_recorded_source():
 def test_site_is_untouched():
     """The fixture never installs into the running environment."""
     assert all(not Path(p, "rprim-test-deps.pth").exists() for p in site.getsitepackages())
+
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES = {"rprim": "rprim", "rprim.primitives": "primitives", "rprim.evaluators": "evaluators",
+           "rprim.model_zoo": "model_zoo", "rprim.data": "data"}
+
+
+def _package_folders() -> dict[str, Path]:
+    """Every folder of the source tree that is a package, by its dotted name."""
+    out = {}
+    for name, folder in SOURCES.items():
+        for init in sorted((ROOT / folder).rglob("__init__.py")):
+            rel = init.parent.relative_to(ROOT / folder).parts
+            out[".".join([name, *rel])] = init.parent
+    return out
+
+
+def test_every_package_folder_is_installed_and_in_the_readme_layout():
+    """A subpackage missing from pyproject's list would be absent from the wheel (imports fail
+    only after ``pip install .``); one missing from the README's Layout is a room nobody finds."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    setup = project["tool"]["setuptools"]
+    layout = (ROOT / "README.md").read_text(encoding="utf-8").split("## Layout", 1)[1]
+    for name, folder in _package_folders().items():
+        assert name in setup["packages"], f"{name} is not in pyproject's packages"
+        assert Path(setup["package-dir"][name]) == folder.relative_to(ROOT), name
+        shown = folder.relative_to(ROOT).as_posix() + "/"
+        assert shown in layout or f" {folder.name}/ " in layout, \
+            f"the README's Layout does not name {shown}"

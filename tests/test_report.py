@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from rprim.evaluators import stats
+from rprim.evaluators.report import stats
 from rprim.evaluators.results import Results
 from rprim.evaluators.scoring import wilson
 
@@ -137,7 +137,8 @@ def test_table_pools_groups_and_gains_equal_differences(two_models):
 
 
 def test_gain_plot_draws_the_table(two_models):
-    from rprim.evaluators import figures, report
+    from rprim.evaluators import report
+    from rprim.evaluators.report import figures
 
     rep = report.load(two_models)
     groups, gains, errors = rep.gains()
@@ -280,7 +281,7 @@ def test_probe_sorts_answers_by_where_they_come_from(fmt):
     values, another value of the program, and a number outside it (exemplars' values do not
     count as the program's)."""
     import rprim.primitives as P
-    from rprim.evaluators.probe import error_class, program_values
+    from rprim.evaluators.report.probe import error_class, program_values
 
     recs = P.get(f"varassign-{fmt}-d0").generate(20, seed=0, split="test", shots=5)
     for r in recs:

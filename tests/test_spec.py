@@ -35,7 +35,8 @@ def _count(monkeypatch, cls, name: str) -> list[int]:
 def test_evaluate_opens_config_tokenizer_and_weights_once(folder, monkeypatch):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rprim.evaluators import evaluate, loading
+    from rprim.evaluators import evaluate
+    from rprim.evaluators.engine import loading
 
     specs: list[int] = []
     inspect = loading.inspect_model

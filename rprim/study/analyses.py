@@ -13,7 +13,7 @@ ANALYSIS_KINDS = ("similarity", "linearity")  # each also the kind of its output
 
 def check_analysis_out(out: str | Path, kind: str) -> Path:
     """RprimError unless ``out`` can hold an analysis of ``kind`` (similarity, linearity)."""
-    from rprim.evaluators import figures
+    from rprim.evaluators.report import figures
 
     figures.require()
     return check_output_folder(out, kind, legacy=(f"{kind}.json",))
@@ -21,7 +21,7 @@ def check_analysis_out(out: str | Path, kind: str) -> Path:
 
 def write_similarity(result: dict[str, Any], out: str | Path) -> Path:
     """``similarity.json`` and ``similarity.png`` (one heat map per snapshot) into ``out``."""
-    from rprim.evaluators import figures
+    from rprim.evaluators.report import figures
 
     out = check_analysis_out(out, "similarity")
     with atomic_folder(out, kind="similarity") as tmp:
@@ -34,7 +34,7 @@ def write_similarity(result: dict[str, Any], out: str | Path) -> Path:
 
 def write_linearity(result: dict[str, Any], out: str | Path) -> Path:
     """``linearity.json`` and ``linearity.png`` into ``out``."""
-    from rprim.evaluators import figures
+    from rprim.evaluators.report import figures
 
     out = check_analysis_out(out, "linearity")
     with atomic_folder(out, kind="linearity") as tmp:

@@ -3,7 +3,6 @@ refusal to continue a started study with other settings."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,16 +111,9 @@ def resolve(preset: str | StudyPreset, out: str | Path, methods: str | tuple[str
 
 def train_config(s: StudySettings, method: str, seed: int = 0) -> Any:
     """The validated TrainConfig of ``method``'s run with pretraining seed ``seed``."""
-    from rprim.model_zoo.presets import TrainConfig, resolve_config
+    from rprim.model_zoo.presets import resolve_config
 
-    values = s.train_overrides(method, seed)
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    missing = [k for k in ("mix", "snapshot_every", "snapshot_growth") if k in values and k not in known]
-    if "mix" in missing:
-        raise RprimError("this rprim's trainer has no pretraining mix; pass --mix none")
-    for k in missing:
-        values.pop(k)
-    return resolve_config(s.preset.train_preset, None, values)
+    return resolve_config(s.preset.train_preset, None, s.train_overrides(method, seed))
 
 
 def _check_out(s: StudySettings) -> None:

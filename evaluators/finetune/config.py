@@ -1,7 +1,7 @@
 """The fine-tuning protocol's settings (:class:`FinetuneConfig`), checked before anything loads.
 
-Apart from ``finetune`` so that the modules beside it (``finetune_results`` checks a run to
-resume against these settings) need not import the protocol that imports them.
+Apart from ``protocol`` so that the modules beside it (``results`` checks a run to resume
+against these settings) need not import the protocol that imports them.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from rprim.core import RprimError, parse_batch_size
 from rprim.core.torch_util import OPTIMIZERS
 
-from .data import task_names
+from rprim.evaluators.data import task_names
 
 
 BYTES_PER_EXAMPLE = 32 << 10  # a training example's record, tensors and padding, generously
@@ -85,7 +85,7 @@ class FinetuneConfig:
         (each example costs its record, its token tensors and its share of the evaluation)."""
         import torch
 
-        from .finetune_memory import free_memory
+        from .memory import free_memory
 
         need = self.examples * BYTES_PER_EXAMPLE
         free = free_memory(torch.device("cpu"))

@@ -37,13 +37,13 @@ Long runs are safe to interrupt: with ``out``, every finished seed is written to
 ``resume=True`` runs only the missing seeds after checking that the protocol settings, the
 data generator and the model's weights are those of the saved seeds.
 
-This module holds the protocol itself: its settings (:class:`FinetuneConfig`), each seed's
-training and held-out data, one seed's run (:func:`finetune_seed`), and the public
-:func:`finetune` and :func:`table`. Beside it, by what they hold: ``finetune_memory`` (free
-memory, memory per token, micro-batch sizing and slicing), ``finetune_results`` (the per-seed
-record, the results file, the output checks, resuming) and ``finetune_progress`` (the bar with
-an ETA). Their public names are re-exported here, so ``from rprim.evaluators.finetune
-import ...`` reaches every one of them.
+This module holds the protocol itself: each seed's training and held-out data, one seed's run
+(:func:`finetune_seed`), and the public :func:`finetune`. Beside it in
+``rprim.evaluators.finetune``, by what they hold: ``config`` (the settings,
+:class:`FinetuneConfig`), ``memory`` (free memory, memory per token, micro-batch sizing and
+slicing), ``results`` (the per-seed record, the results file, the output checks, resuming) and
+``progress`` (the bar with an ETA). The package's front door is ``finetune``,
+``FinetuneConfig`` and ``FinetuneResults``.
 """
 
 from __future__ import annotations
@@ -60,26 +60,19 @@ import rprim.primitives as P
 from rprim.core import RprimError, atomic_folder, folder_lock
 from rprim.core.torch_util import make_optimizer
 
-from .data import ANSWER_MARGIN, EvalSet, TaskData, continuation, eval_set, task_data
-from .evaluate import make_backend, score
-from .hf import HFBackend
-from .finetune_config import FinetuneConfig
-from .finetune_memory import (free_memory, memory_per_token, micro_batch_size, micro_batches,
-                              state_bytes)
-from .finetune_progress import Log, FinetuneBar
-from .spec import ModelSpec
-from .finetune_results import (EXECUTION, RESULTS_KIND, SAVE_KIND, SeedRun, aggregate,
-                               check_results_folder, check_same_model, check_save_folder,
-                               finished_runs, previous_run, results_of, save_results,
-                               weights_fingerprint)
+from rprim.evaluators.data import (ANSWER_MARGIN, EvalSet, TaskData, continuation, eval_set,
+                                   task_data)
+from rprim.evaluators.engine.hf import HFBackend
+from rprim.evaluators.engine.spec import ModelSpec
+from rprim.evaluators.evaluate import make_backend, score
 
-__all__ = [
-    "EXECUTION", "FinetuneConfig", "Log", "FinetuneBar", "RESULTS_KIND", "SAVE_KIND", "SeedData",
-    "SeedRun", "aggregate", "check_context", "check_results_folder", "check_save_folder",
-    "encode", "eval_tasks", "finetune", "finetune_seed", "free_memory", "memory_per_token",
-    "micro_batch_size", "micro_batches", "previous_run", "results_of",
-    "save_results", "table", "train_step", "training_set", "weights_fingerprint",
-]
+from .config import FinetuneConfig
+from .memory import free_memory, memory_per_token, micro_batch_size, micro_batches, state_bytes
+from .progress import FinetuneBar, Log
+from .results import (SAVE_KIND, FinetuneResults, SeedRun, check_results_folder, check_same_model,
+                      check_save_folder, finished_runs, previous_run, results_of,
+                      weights_fingerprint)
+
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,7 +142,7 @@ def encode(tok: Any, records: Sequence[dict[str, Any]]) -> tuple[Any, Any, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# guard: the model's context (the memory guard is in finetune_memory)
+# guard: the model's context (the memory guard is in .memory)
 
 
 def check_context(spec: ModelSpec, evals: EvalSet, train_width: int) -> int:
@@ -194,13 +187,13 @@ def _autocast(device: Any) -> Any:
     return contextlib.nullcontext
 
 
-def _score(engine: Any, plan: Any, autocast: Any = contextlib.nullcontext,
+def _score(engine: Any, evals: EvalSet, autocast: Any = contextlib.nullcontext,
            tick: Callable[[int], None] | None = None) -> dict[str, float]:
     """Accuracy per task of the engine's model as it is now (the backend reads the weights
     the optimizer just changed; it holds no state that depends on them)."""
     was_training = engine.model.training
     with autocast():
-        scores = score(engine, plan, on_progress=tick)[0]
+        scores = score(engine, evals, on_progress=tick)[0]
     engine.model.train(was_training)
     return {name: s["accuracy"] for name, s in scores.items()}
 
@@ -215,7 +208,7 @@ class SeedData:
     micro: int = 1
 
 
-def finetune_seed(base: Any, spec: ModelSpec, cfg: FinetuneConfig, plan: SeedData, evals: EvalSet,
+def finetune_seed(base: Any, spec: ModelSpec, cfg: FinetuneConfig, sd: SeedData, evals: EvalSet,
                   log: Log = lambda s: None, save: Path | None = None,
                   progress: "FinetuneBar | None" = None) -> SeedRun:
     """One run: a fresh fp32 copy of ``base`` fine-tuned on the seed's own records, scored on
@@ -223,8 +216,8 @@ def finetune_seed(base: Any, spec: ModelSpec, cfg: FinetuneConfig, plan: SeedDat
     import torch
 
     device = next(base.parameters()).device
-    run = SeedRun(plan.seed, [r["id"] for r in plan.records])
-    batches = micro_batches(*(t.to(device) for t in plan.encoded), plan.micro)
+    run = SeedRun(sd.seed, [r["id"] for r in sd.records])
+    batches = micro_batches(*(t.to(device) for t in sd.encoded), sd.micro)
     autocast = _autocast(device)
     p = progress or FinetuneBar(False)
     wanted = set(cfg.eval_steps)
@@ -236,16 +229,16 @@ def finetune_seed(base: Any, spec: ModelSpec, cfg: FinetuneConfig, plan: SeedDat
         return accuracy
 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(plan.seed)  # dropout, if the model has any
+        torch.manual_seed(sd.seed)  # dropout, if the model has any
         model = copy.deepcopy(base).float()
         engine = HFBackend(model, batch_size=cfg.batch_size, spec=spec)
         opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
-        p.at(plan.seed, 0)
+        p.at(sd.seed, 0)
         if 0 in wanted:  # step 0 is in the window: the model before any update
             run.before = score(model)
         model.train()
         for step in range(1, cfg.steps + 1):
-            p.at(plan.seed, step)
+            p.at(sd.seed, step)
             t0 = time.perf_counter()
             point: dict[str, Any] = {"step": step, "loss": round(
                 _guarded_step(model, batches, opt, autocast, p.train_tick), 6)}
@@ -253,7 +246,7 @@ def finetune_seed(base: Any, spec: ModelSpec, cfg: FinetuneConfig, plan: SeedDat
             if step in wanted:
                 point["accuracy"] = score(model)
                 p.note(point)
-                log(f"seed {plan.seed} step {step}: loss {point['loss']:.4f} "
+                log(f"seed {sd.seed} step {step}: loss {point['loss']:.4f} "
                     + " ".join(f"{k} {v:.3f}" for k, v in point["accuracy"].items()))
             run.curve.append(point)
     evals = ([run.before] if 0 in wanted else []) + [q["accuracy"] for q in run.curve if "accuracy" in q]
@@ -291,41 +284,41 @@ def _prepare(base: Any, spec: ModelSpec, cfg: FinetuneConfig, data: dict[int, li
     micro = micro_batch_size(cfg.micro_batch_size, cfg.examples, width,
                              memory_per_token(base.config, width), state_bytes(base, cfg.optimizer),
                              free_memory(device))
-    plans = [SeedData(s, data[s], encoded[s], micro) for s in data]
+    seed_sets = [SeedData(s, data[s], encoded[s], micro) for s in data]
     train_units = cfg.steps * sum(3.0 * int(e[1].sum()) for e in encoded.values())
-    eval_units = float(len(cfg.eval_steps) * len(plans) * eval_tokens)
+    eval_units = float(len(cfg.eval_steps) * len(seed_sets) * eval_tokens)
     bar = FinetuneBar(progress, train_units, eval_units, evals.total,
-                   seeds=len(plans), steps=cfg.steps)
-    return plans, bar
+                   seeds=len(seed_sets), steps=cfg.steps)
+    return seed_sets, bar
 
 
-def _intro_line(cfg: FinetuneConfig, plans: list[SeedData], evals: EvalSet, out: str | Path | None) -> str:
+def _intro_line(cfg: FinetuneConfig, seed_sets: list[SeedData], evals: EvalSet, out: str | Path | None) -> str:
     """What is about to run, said before the first (possibly long) step."""
-    return (f"fine-tuning {len(plans)} seed(s) x {cfg.steps} steps on {cfg.examples} examples "
-            f"(micro-batches of {plans[0].micro}), evaluating {evals.total} "
+    return (f"fine-tuning {len(seed_sets)} seed(s) x {cfg.steps} steps on {cfg.examples} examples "
+            f"(micro-batches of {seed_sets[0].micro}), evaluating {evals.total} "
             f"examples at {len(cfg.eval_steps)} steps per seed; "
             + (f"finished seeds go to {out}" if out is not None else
                "no --out: results are only returned (pass --out DIR to keep finished seeds)"))
 
 
-def _run_seeds(base: Any, spec: ModelSpec, cfg: FinetuneConfig, plans: list[SeedData], evals: EvalSet, bar: FinetuneBar,
+def _run_seeds(base: Any, spec: ModelSpec, cfg: FinetuneConfig, seed_sets: list[SeedData], evals: EvalSet, bar: FinetuneBar,
                model: dict[str, Any], runs: dict[int, SeedRun], old_wall: float, log: Log,
-               out: str | Path | None, save: str | Path | None) -> dict[str, Any]:
+               out: str | Path | None, save: str | Path | None) -> FinetuneResults:
     """Fine-tune the missing seeds; each finished seed is written to ``out`` at once."""
     start = time.perf_counter()
-    results: dict[str, Any] | None = None
+    results: FinetuneResults | None = None
     try:
-        for plan in plans:
-            target = Path(save).expanduser() / f"seed-{plan.seed}" if save else None
-            runs[plan.seed] = finetune_seed(base, spec, cfg, plan, evals, lambda m: bar.write(log, m), target, bar)
+        for sd in seed_sets:
+            target = Path(save).expanduser() / f"seed-{sd.seed}" if save else None
+            runs[sd.seed] = finetune_seed(base, spec, cfg, sd, evals, lambda m: bar.write(log, m), target, bar)
             results = results_of(cfg, model, runs, old_wall + time.perf_counter() - start,
-                                 plans[0].micro)
+                                 seed_sets[0].micro)
             if out is not None:
-                save_results(results, out)
-            bar.write(log, f"seed {plan.seed}: " + " ".join(
-                f"{k} {v:.3f}" for k, v in runs[plan.seed].window.items()))
+                results.save(out)
+            bar.write(log, f"seed {sd.seed}: " + " ".join(
+                f"{k} {v:.3f}" for k, v in runs[sd.seed].window.items()))
     finally:
-        bar.close(finished=results is not None and results["complete"])
+        bar.close(finished=results is not None and results.complete)
     assert results is not None
     return results
 
@@ -334,8 +327,8 @@ def finetune(model: Any, cfg: FinetuneConfig = FinetuneConfig(), tokenizer: Any 
              log: Log = lambda s: None, save: str | Path | None = None,
              trust_remote_code: bool = False, *, out: str | Path | None = None,
              resume: bool = False, progress: bool = False, device: str = "auto",
-             before_load: Callable[[], None] | None = None) -> dict[str, Any]:
-    """Run the protocol for every seed; returns the results dict (see ``results_of``).
+             before_load: Callable[[], None] | None = None) -> FinetuneResults:
+    """Run the protocol for every seed; returns its :class:`FinetuneResults`.
 
     ``out``: write ``results.json`` there after every finished seed (an interrupted run keeps
     them); ``resume``: continue the run in ``out`` with its missing seeds. ``save``: each
@@ -355,7 +348,7 @@ def finetune(model: Any, cfg: FinetuneConfig = FinetuneConfig(), tokenizer: Any 
     todo = [s for s in cfg.seeds if s not in runs]
     if old is not None and not todo:
         log(f"the run in {out} is complete ({len(runs)} seeds); nothing to do")
-        return old
+        return FinetuneResults.from_dict(old)
     data = {s: [_slim(r) for r in training_set(cfg, s)] for s in todo}
     tasks = eval_tasks(cfg)
     if before_load is not None:
@@ -370,21 +363,8 @@ def finetune(model: Any, cfg: FinetuneConfig = FinetuneConfig(), tokenizer: Any 
         if old is not None:
             check_same_model(old, info, out)
         evals = eval_set(tasks, engine.count_tokens_many)  # once: every step of every seed scores it
-        plans, bar = _prepare(base, spec, cfg, data, evals, progress)
-        bar.write(log, _intro_line(cfg, plans, evals, out))
-        return _run_seeds(base, spec, cfg, plans, evals, bar, info, runs, (old or {}).get("wall_time_s", 0.0),
+        seed_sets, bar = _prepare(base, spec, cfg, data, evals, progress)
+        bar.write(log, _intro_line(cfg, seed_sets, evals, out))
+        return _run_seeds(base, spec, cfg, seed_sets, evals, bar, info, runs, (old or {}).get("wall_time_s", 0.0),
                           log, out, save)
 
-
-def table(results: dict[str, Any]) -> str:
-    """Mean ± std over seeds, per task and overall."""
-    agg = results["aggregate"]
-    seeds = len(results["runs"])
-    lines = [f"{'task':<22} {'accuracy (mean ± std over ' + str(seeds) + ' seeds)'}"]
-    for name, s in agg["per_task"].items():
-        lines.append(f"{name:<22} {s['mean']:.3f} ± {s['std']:.3f}")
-    lines.append(f"{'overall':<22} {agg['overall']['mean']:.3f} ± {agg['overall']['std']:.3f}")
-    if not results.get("complete", True):
-        lines.append(f"(interrupted: {seeds} of {len(results['config']['seeds'])} seeds; "
-                     "continue with --resume)")
-    return "\n".join(lines)

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from .scoring import wilson
+from rprim.evaluators.scoring import wilson
 
 EXACT_BELOW = 25  # McNemar: exact binomial when the discordant pairs b + c are fewer than this
 

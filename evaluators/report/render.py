@@ -1,4 +1,4 @@
-"""Rendering a :class:`~rprim.evaluators.report.Report`: figures, markdown, one HTML file.
+"""Rendering a :class:`~rprim.evaluators.report.tables.Report`: figures, markdown, one HTML file.
 
 The report is built once as a list of sections (title, paragraphs, tables, figure names);
 ``report.md`` and ``report.html`` are two renderings of the same sections, so they never

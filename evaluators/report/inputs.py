@@ -30,9 +30,9 @@ from typing import Any
 from rprim.core import RprimError
 from rprim.core.layout import (CHECKPOINTS, RESULTS_FILE, SAMPLES, SNAPSHOT_FILE, SUMMARY_FILE, analysis_file,
                                finetune_results)
+from rprim.evaluators.data import sample_file
 
 from . import stats
-from .data import sample_file
 
 RESULTS, SUMMARY, SNAPSHOT = RESULTS_FILE, SUMMARY_FILE, SNAPSHOT_FILE
 GROUP_ORDER = ["copying", "varassign d0", "varassign d1", "varassign d2", "varassign d3", "varassign basic",

@@ -3,7 +3,7 @@
 A run of many seeds is long, so every finished seed is written at once to ``out/results.json``
 (atomically, ``complete: false`` until the last seed) and an interrupted run is continued, not
 redone. This module holds that file's contents (:class:`SeedRun`, :func:`aggregate`,
-:func:`results_of`), the checks made before any fine-tuning that ``--out`` and ``--save`` can
+:class:`FinetuneResults`, :func:`results_of`), the checks made before any fine-tuning that ``--out`` and ``--save`` can
 take the outputs, the atomic write, and the checks that a run to resume is the same run: the
 protocol settings (all but :data:`EXECUTION`), the task generator's version, and the model's
 weights (:func:`weights_fingerprint`). An interrupted run is never silently replaced.
@@ -22,8 +22,9 @@ import rprim.primitives as P
 from rprim.core import RprimError, atomic_folder, check_output_folder, write_json
 from rprim.core.compat import check_same_settings
 from rprim.core.files import read_marker
+from rprim.core.layout import RESULTS_FILE
 
-from .finetune_config import FinetuneConfig
+from .config import FinetuneConfig
 
 RESULTS_KIND = "finetune"
 SAVE_KIND = "finetune-model"
@@ -68,25 +69,102 @@ def weights_fingerprint(model: Any) -> str:
     return h.hexdigest()[:16]
 
 
+@dataclass
+class FinetuneResults:
+    """What :func:`finetune` returns and ``results.json`` holds, as evaluation's ``Results`` is
+    for ``evaluate``: ``runs`` per seed (training ids, loss and accuracy curve, the window's
+    mean), ``aggregate`` (mean and std over seeds, per task and overall; None before a seed is
+    done) and ``meta`` (the settings, the model, versions, timings)."""
+
+    runs: list[dict[str, Any]]
+    aggregate: dict[str, Any] | None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.meta["config"]
+
+    @property
+    def model(self) -> dict[str, Any]:
+        return self.meta.get("model") or {}
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.meta.get("complete", True))
+
+    @property
+    def seeds_done(self) -> list[int]:
+        return [r["seed"] for r in self.runs]
+
+    def accuracy(self, task: str | None = None) -> float:
+        """The mean over seeds of ``task``'s window accuracy (None: the tasks' mean)."""
+        if self.aggregate is None:
+            raise ValueError("no seed has finished yet")
+        return (self.aggregate["overall"] if task is None else self.aggregate["per_task"][task])["mean"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The content of results.json."""
+        return {**self.meta, "aggregate": self.aggregate, "runs": self.runs}
+
+    def to_frame(self) -> Any:
+        """One row per seed and task: seed, task, accuracy (the window's mean), before."""
+        import pandas as pd
+
+        return pd.DataFrame([{"seed": r["seed"], "task": t, "accuracy": acc,
+                              "before": r.get("before", {}).get(t)}
+                             for r in self.runs for t, acc in r["window"].items()])
+
+    def table(self) -> str:
+        """Mean ± std over seeds, per task and overall."""
+        lines = [f"{'task':<22} {'accuracy (mean ± std over ' + str(len(self.runs)) + ' seeds)'}"]
+        if self.aggregate is not None:
+            for name, s in self.aggregate["per_task"].items():
+                lines.append(f"{name:<22} {s['mean']:.3f} ± {s['std']:.3f}")
+            o = self.aggregate["overall"]
+            lines.append(f"{'overall':<22} {o['mean']:.3f} ± {o['std']:.3f}")
+        if not self.complete:
+            lines.append(f"(interrupted: {len(self.runs)} of {len(self.config['seeds'])} seeds; "
+                         "continue with --resume)")
+        return "\n".join(lines)
+
+    def save(self, out: str | Path) -> Path:
+        """``out/results.json``, written atomically (other files in ``out`` are kept)."""
+        with atomic_folder(check_results_folder(out), kind=RESULTS_KIND) as tmp:
+            write_json(tmp / RESULTS_FILE, self.to_dict())
+        return Path(out) / RESULTS_FILE
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FinetuneResults":
+        meta = {k: v for k, v in data.items() if k not in ("aggregate", "runs")}
+        return cls(list(data.get("runs") or []), data.get("aggregate"), meta)
+
+    @classmethod
+    def load(cls, out: str | Path) -> "FinetuneResults":
+        """A saved run (``out/results.json``), checked as a resume checks it."""
+        data = _read_results(out)
+        if data is None:
+            raise RprimError(f"no fine-tuning results in {out} (no {RESULTS_FILE})")
+        return cls.from_dict(data)
+
+
 def results_of(cfg: FinetuneConfig, model: dict[str, Any], runs: dict[int, SeedRun],
-               wall: float, micro: int | None) -> dict[str, Any]:
-    """The results dict over the finished seeds (in the order of ``cfg.seeds``)."""
+               wall: float, micro: int | None) -> FinetuneResults:
+    """The results over the finished seeds (in the order of ``cfg.seeds``)."""
     from rprim.core.paths import package_version
 
     done = [runs[s] for s in cfg.seeds if s in runs]
-    return {"config": asdict(cfg), "model": model, "rprim_version": package_version(),
+    meta = {"config": asdict(cfg), "model": model, "rprim_version": package_version(),
             "generator_version": P.GENERATOR_VERSION,
             "complete": len(done) == len(cfg.seeds), "seeds_done": [r.seed for r in done],
             "micro_batch_size": micro, "wall_time_s": round(wall, 3),
             "train_time_s": round(sum(r.train_time_s for r in done), 3),
-            "eval_time_s": round(sum(r.eval_time_s for r in done), 3),
-            "aggregate": aggregate(done, cfg.tasks) if done else None,
-            "runs": [asdict(r) for r in done]}
+            "eval_time_s": round(sum(r.eval_time_s for r in done), 3)}
+    return FinetuneResults([asdict(r) for r in done], aggregate(done, cfg.tasks) if done else None, meta)
 
 
 def check_results_folder(out: str | Path) -> Path:
     """The checks made before any fine-tuning: ``out`` can hold the results."""
-    return check_output_folder(out, RESULTS_KIND, legacy=("results.json",))
+    return check_output_folder(out, RESULTS_KIND, legacy=(RESULTS_FILE,))
 
 
 def check_save_folder(save: str | Path, out: str | Path | None = None) -> Path:
@@ -100,15 +178,8 @@ def check_save_folder(save: str | Path, out: str | Path | None = None) -> Path:
     return check_output_folder(path, "fine-tuned models", flag="--save", legacy=ours)
 
 
-def save_results(results: dict[str, Any], out: str | Path) -> Path:
-    """``out/results.json``, written atomically (other files in ``out`` are kept)."""
-    with atomic_folder(check_results_folder(out), kind=RESULTS_KIND) as tmp:
-        write_json(tmp / "results.json", results)
-    return Path(out) / "results.json"
-
-
 def _read_results(out: str | Path) -> dict[str, Any] | None:
-    path = Path(out).expanduser() / "results.json"
+    path = Path(out).expanduser() / RESULTS_FILE
     if not path.is_file():
         return None
     try:

@@ -1,6 +1,6 @@
 """Memory for the fine-tuning protocol: how many training rows fit one forward pass, and the cut.
 
-The protocol's step is full-batch for any ``--examples`` (see :mod:`rprim.evaluators.finetune`);
+The protocol's step is full-batch for any ``--examples`` (see :mod:`rprim.evaluators.finetune.protocol`);
 what fits the memory is a micro-batch. This module estimates, before any training, the bytes
 a step needs (the trained fp32 copy, its gradients and the optimizer's state, plus the
 activations kept for the backward pass per token), reads what the device has free, sizes the

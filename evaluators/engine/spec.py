@@ -2,7 +2,7 @@
 
 A model is opened once. :class:`ModelSpec` holds everything every engine and check derives
 from the config and the tokenizer: where the model is, the BOS rule, the context length and,
-once weights are bound, the token ids that end greedy decoding. The evaluation plan, both
+once weights are bound, the token ids that end greedy decoding. The evaluation set, both
 backends and fine-tuning read these from the spec instead of working them out again, and the
 one question "does this text fit?" is answered by :func:`check_fits` alone.
 """
@@ -20,14 +20,14 @@ from rprim.core import RprimError
 from .tokens import BosChoice, count_tokens, decide_bos, encode
 
 if TYPE_CHECKING:
-    from .data import EvalSet
+    from rprim.evaluators.data import EvalSet
 
 
 def check_fits(need: int, answer: int, context: int, what: str = "a prompt",
                limit: str = "the model's context", fix: str = "a model with a longer context") -> None:
     """The one check that text fits a model's context: ``need`` tokens of prompt (or a whole
     training row, with ``answer`` 0) plus ``answer`` tokens to decode, against ``context``.
-    Every place (evaluation plan, backends, fine-tuning) asks here, so they agree."""
+    Every place (evaluation set, backends, fine-tuning) asks here, so they agree."""
     if need + answer > context:
         plus = f" plus {answer} for the answer" if answer else ""
         raise RprimError(f"{what} needs {need} tokens{plus}, but {limit} is {context}; "

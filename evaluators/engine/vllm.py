@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rprim.core import RprimError, install_hint, parse_dtype
+from rprim.evaluators.scoring import cut
 
 from .backend import Backend, Generation, Tick, Request
-from .scoring import cut
 from .spec import ModelSpec, config_hash
 
 CHUNK = 256  # requests per engine call: the progress bar moves per chunk, prefix caching spans them

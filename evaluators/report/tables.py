@@ -1,9 +1,4 @@
-"""``rprim report``: models x task groups, gains over a baseline, paired tests, figures.
-
-    >>> from rprim.evaluators import report
-    >>> r = report.load(["study/results/baseline", "study/results/midas"])
-    >>> r.frame()          # pandas: model, group, accuracy, ci95_lo, ci95_hi, k, n, gain, ...
-    >>> r.write("study/report")   # report.md, *.png, report.html (self-contained)
+"""The report's tables: models x task groups, gains over a baseline, paired tests, computed once.
 
 What each number is:
 
@@ -16,7 +11,7 @@ What each number is:
 - equal validation loss: each model's accuracy interpolated linearly between its checkpoints
   at the baseline's final validation loss, since stacking may reach a loss at other times.
 
-Inputs and their layout: :mod:`.report_data`. Rendering: :mod:`.report_render`.
+Inputs and their layout: :mod:`.inputs`. Rendering: :mod:`.render`.
 """
 
 from __future__ import annotations
@@ -27,9 +22,10 @@ from typing import Any, Iterable
 
 from rprim.core import RprimError, atomic_folder, check_output_folder
 
+from rprim.evaluators.scoring import wilson
+
 from . import stats
-from .scoring import wilson
-from .report_data import (ModelResults, group_key, correct_count, load_model,
+from .inputs import (ModelResults, group_key, correct_count, load_model,
                           task_groups)
 
 REPORT_KIND = "report"
@@ -289,7 +285,7 @@ class Report:
 
     def data(self, notes: Iterable[str] = ()) -> dict[str, Any]:
         """Every table and figure series of the report, computed once, as plain data: what
-        ``report_render`` draws and writes, and what ``report.json`` holds."""
+        ``render`` draws and writes, and what ``report.json`` holds."""
         groups = self.groups()
         g_all, gains, errors = self.gains()
         ft = next((m.finetune for m in self.models if m.finetune), None)
@@ -328,12 +324,12 @@ class Report:
         """Write ``report.md``, the PNG figures, ``report.html`` and ``report.json`` into
         ``out`` (atomically; a previous report there is updated, other files are kept).
         ``data``: this report's :meth:`data` when the caller already has it."""
-        from . import report_render
+        from . import render
 
         out = check_report_folder(out)
         data = self.data(notes) if data is None else data
         with atomic_folder(out, kind=REPORT_KIND) as tmp:
-            report_render.write(data, tmp, title)
+            render.write(data, tmp, title)
         return out
 
 
