@@ -21,7 +21,7 @@ from .engine.backend import Backend, Request
 from .scoring import TaskScore, prediction
 
 if TYPE_CHECKING:
-    from rprim.evaluators.engine.spec import ModelSpec
+    from .engine.spec import ModelSpec
     from .results import Results
 
 CPU_FLOPS_PER_THREAD = 4e10  # rough speeds for the up-front estimate (the bar then measures)
@@ -53,7 +53,7 @@ def _backend_kind(model: Any, backend: str) -> str:
     if backend not in ("auto", "hf", "vllm"):
         raise RprimError(f"unknown backend {backend!r}; use auto, hf or vllm")
     if backend == "auto":
-        from rprim.evaluators.engine.vllm import available, on_gpu
+        from .engine.vllm import available, on_gpu
 
         return "vllm" if _named(model) and available() and on_gpu() else "hf"
     if backend == "vllm" and not _named(model):
@@ -64,7 +64,7 @@ def _backend_kind(model: Any, backend: str) -> str:
 
 def _vllm_backend(model: Any, dtype: str, trust_remote_code: bool,
                   vllm_options: dict[str, Any] | None, add_bos: bool | None) -> Backend:
-    from rprim.evaluators.engine.vllm import VLLMBackend
+    from .engine.vllm import VLLMBackend
 
     return VLLMBackend(str(model), dtype=dtype, trust_remote_code=trust_remote_code, add_bos=add_bos,
                        **(vllm_options or {}))
@@ -107,9 +107,9 @@ def open_engine(model: Any, tasks: list[TaskData], *, tokenizer: Any = None,
     """The one load path: the model spec (config, tokenizer, BOS rule, context) is resolved
     once, the tasks' answer budgets are counted and every prompt is checked against the
     context, and only then are the weights loaded (or the vLLM engine prepared)."""
-    from rprim.evaluators.engine.hf import HFBackend
-    from rprim.evaluators.engine.loading import inspect_model
-    from rprim.evaluators.engine.spec import ModelSpec
+    from .engine.hf import HFBackend
+    from .engine.loading import inspect_model
+    from .engine.spec import ModelSpec
 
     engine: Backend | None = None
     if isinstance(model, Backend):
@@ -135,8 +135,8 @@ def _load(spec: "ModelSpec", work: EvalSet, lengths: list[int], batch_size: int 
     """The transformers backend over ``spec``'s weights, after the last cheap checks."""
     from rprim.core.torch_util import resolve_device
 
-    from rprim.evaluators.engine.hf import HFBackend
-    from rprim.evaluators.engine.loading import check_safetensors, load_weights
+    from .engine.hf import HFBackend
+    from .engine.loading import check_safetensors, load_weights
 
     if Path(spec.source).is_dir() and "gguf_file" not in spec.kwargs:
         check_safetensors(Path(spec.source))  # a truncated download fails before anything is printed

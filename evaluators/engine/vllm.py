@@ -31,6 +31,7 @@ from .spec import ModelSpec, config_hash
 
 CHUNK = 256  # requests per engine call: the progress bar moves per chunk, prefix caching spans them
 
+
 def available() -> bool:
     """vLLM imports here (without importing it: that is slow)."""
     return importlib.util.find_spec("vllm") is not None

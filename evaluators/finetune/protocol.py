@@ -74,7 +74,6 @@ from .results import (SAVE_KIND, FinetuneResults, SeedRun, check_results_folder,
                       weights_fingerprint)
 
 
-
 # ---------------------------------------------------------------------------------------------
 # data
 
@@ -249,8 +248,8 @@ def finetune_seed(base: Any, spec: ModelSpec, cfg: FinetuneConfig, sd: SeedData,
                 log(f"seed {sd.seed} step {step}: loss {point['loss']:.4f} "
                     + " ".join(f"{k} {v:.3f}" for k, v in point["accuracy"].items()))
             run.curve.append(point)
-    evals = ([run.before] if 0 in wanted else []) + [q["accuracy"] for q in run.curve if "accuracy" in q]
-    run.window = {name: statistics.fmean(e[name] for e in evals) for name in cfg.tasks}
+    scored = ([run.before] if 0 in wanted else []) + [q["accuracy"] for q in run.curve if "accuracy" in q]
+    run.window = {name: statistics.fmean(e[name] for e in scored) for name in cfg.tasks}
     if save is not None:
         with atomic_folder(save, kind=SAVE_KIND) as tmp:
             model.save_pretrained(tmp)

@@ -3,8 +3,8 @@
 A run of many seeds is long, so every finished seed is written at once to ``out/results.json``
 (atomically, ``complete: false`` until the last seed) and an interrupted run is continued, not
 redone. This module holds that file's contents (:class:`SeedRun`, :func:`aggregate`,
-:class:`FinetuneResults`, :func:`results_of`), the checks made before any fine-tuning that ``--out`` and ``--save`` can
-take the outputs, the atomic write, and the checks that a run to resume is the same run: the
+:class:`FinetuneResults`, :func:`results_of`), the checks made before any fine-tuning that
+``--out`` and ``--save`` can take the outputs, the atomic write, and the checks that a run to resume is the same run: the
 protocol settings (all but :data:`EXECUTION`), the task generator's version, and the model's
 weights (:func:`weights_fingerprint`). An interrupted run is never silently replaced.
 """
